@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class NekassirConfig(AppConfig):
+    name = "nekassir"
+    verbose_name = "Заведение"

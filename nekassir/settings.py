@@ -1,0 +1,190 @@
+"""Settings for Nekassir, read from environment variables (see README, "Configuration").
+
+With no variables at all this is the embedded default that ``make run`` uses: SQLite under
+``var/``, the django-q2 ORM broker, the device emulators on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from nekassir.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("NEKASSIR_DATA_DIR", str(BASE_DIR / "var")))
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, or one generated once and kept in the data folder."""
+    key = env_str("SECRET_KEY", "")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "nekassir",
+    "fiscal",
+    "payments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "nekassir.urls"
+WSGI_APPLICATION = "nekassir.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+# SQLite by default. IMMEDIATE transactions take the write lock at BEGIN, so the web server and the
+# q2 workers queue up for it instead of failing with "database is locked" (STACK_NOTES.md).
+SQLITE_PATH = DATA_DIR / "nekassir.sqlite3"
+_database_url = env_str("DATABASE_URL", "")
+if _database_url:
+    try:
+        DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Language and time ----------------------------------------------------------------------------
+LANGUAGE_CODE = env_str("LANGUAGE_CODE", "ru")
+LANGUAGES = [("ru", "Русский"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("TIME_ZONE", "Europe/Moscow")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (whitenoise: no separate web server needed on a venue LAN) -----------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Devices and emulators ------------------------------------------------------------------------
+# Where `python manage.py emulators` listens, and so where the demo kiosks point.
+EMULATOR_HOST = env_str("EMULATOR_HOST", "127.0.0.1")
+EMULATOR_PORTS = {
+    "atol": env_int("ATOL_EMULATOR_PORT", 16732, minimum=1, maximum=65535),
+    "kkm": env_int("KKM_EMULATOR_PORT", 5893, minimum=1, maximum=65535),
+    "dualconnector": env_int("DC_EMULATOR_PORT", 9015, minimum=1, maximum=65535),
+    "iiko": env_int("IIKO_EMULATOR_PORT", 8765, minimum=1, maximum=65535),
+}
+EMULATOR_STATE_DIR = Path(env_str("EMULATOR_STATE_DIR", str(DATA_DIR / "emulators")))
+
+# ATOL Web Server: HTTP timeout of one call, and how long a fiscal task may be polled before its
+# outcome is declared unknown (it is then resolved before anything else touches the register).
+ATOL_HTTP_TIMEOUT = env_float("ATOL_HTTP_TIMEOUT", 10.0, minimum=0.1)
+ATOL_POLL_INTERVAL = env_float("ATOL_POLL_INTERVAL", 0.3, minimum=0.01)
+ATOL_MAX_WAIT = env_float("ATOL_MAX_WAIT", 120.0, minimum=1)
+# A device lock is a lease: a holder that died (kill -9, power loss) loses it after this long.
+DEVICE_LOCK_LEASE = env_float("DEVICE_LOCK_LEASE", 900.0, minimum=5)
+
+# --- django-q2 ------------------------------------------------------------------------------------
+# Two clusters (README, "Architecture"): "default" for short jobs (schedules, recovery, reports) and
+# "devices" for device work that may wait minutes for a guest, sized to the kiosk count so kiosks
+# never wait for each other. timeout < retry everywhere, so a long job is never delivered twice by
+# the broker; max_attempts=1 because our own state machine, not the broker, decides what to resume.
+Q_BROKER = env_choice("Q_BROKER", "orm", {"orm", "redis"})
+Q_DEVICE_WORKERS = env_int("Q_DEVICE_WORKERS", 4, minimum=1, maximum=64)
+DEVICE_JOB_TIMEOUT = env_int("DEVICE_JOB_TIMEOUT", 900, minimum=30)
+Q_CLUSTER = {
+    "name": "default",
+    "workers": env_int("Q_WORKERS", 2, minimum=1, maximum=32),
+    "timeout": 240,
+    "retry": 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 5000,
+    "poll": env_float("Q_POLL", 0.5, minimum=0.05),
+    "label": "Задачи",
+    "ALT_CLUSTERS": {
+        "devices": {
+            "workers": Q_DEVICE_WORKERS,
+            "timeout": DEVICE_JOB_TIMEOUT,
+            "retry": DEVICE_JOB_TIMEOUT + 300,
+        },
+    },
+}
+if Q_BROKER == "redis":
+    Q_CLUSTER["redis"] = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}

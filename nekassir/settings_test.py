@@ -1,0 +1,27 @@
+"""Settings for the test suite: its own data folder, database and emulator state, never make run's."""
+
+import os
+import tempfile
+
+os.environ.setdefault("NEKASSIR_DATA_DIR", tempfile.mkdtemp(prefix="nekassir-test-"))
+
+from nekassir.settings import *  # noqa: E402,F403
+from nekassir.settings import DATABASES, DATA_DIR, Q_CLUSTER  # noqa: E402
+
+# {% static %} must work without collectstatic (STACK_NOTES.md).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
+
+# A file, not :memory:, so that a q2 cluster started as a subprocess by a test sees the same data.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+# Jobs run inline unless a test starts a real cluster (those set NEKASSIR_Q_SYNC=0 for it).
+# django-q2 reads `sync` once at import, so it lives here, not in override_settings.
+Q_CLUSTER = {**Q_CLUSTER, "sync": os.environ.get("NEKASSIR_Q_SYNC", "1") == "1"}
+
+ATOL_POLL_INTERVAL = 0.02
+ATOL_MAX_WAIT = 10.0

@@ -1,0 +1,56 @@
+"""Shared fixtures: every device emulator as a real HTTP server on a free port, with its own state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from nekassir.emulator_http import EmulatorApp, EmulatorServer
+
+
+class RunningEmulator:
+    """An emulator served over HTTP for one test, with helpers for its control API."""
+
+    def __init__(self, server: EmulatorServer):
+        self.server = server
+        self.app = server.app
+        self.url = server.url
+        self.control = httpx.Client(base_url=self.url, timeout=5)
+
+    def fault(self, fault: str, count: int = 1, device: str | None = None, **extra) -> None:
+        body = {"fault": fault, "count": count, **extra}
+        if device is not None:
+            body["device"] = device
+        self.control.post("/_emulator/faults", json=body).raise_for_status()
+
+    def journal(self) -> list[dict]:
+        answer = self.control.get("/_emulator/journal")
+        answer.raise_for_status()
+        return answer.json()
+
+    def reset(self) -> None:
+        self.control.post("/_emulator/reset").raise_for_status()
+
+
+@pytest.fixture
+def serve_emulator() -> Iterator:
+    """Factory: ``serve_emulator(app)`` starts ``app`` on a free port until the test ends."""
+    servers: list[EmulatorServer] = []
+
+    def start(app: EmulatorApp) -> RunningEmulator:
+        server = EmulatorServer(app).start()
+        servers.append(server)
+        return RunningEmulator(server)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def atol_emulator(serve_emulator, tmp_path) -> RunningEmulator:
+    from fiscal.atol_emulator import AtolWebServerEmulator
+
+    return serve_emulator(AtolWebServerEmulator(state_path=str(tmp_path / "atol.json"), print_delay=0.02))
