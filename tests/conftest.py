@@ -54,3 +54,24 @@ def atol_emulator(serve_emulator, tmp_path) -> RunningEmulator:
     from fiscal.atol_emulator import AtolWebServerEmulator
 
     return serve_emulator(AtolWebServerEmulator(state_path=str(tmp_path / "atol.json"), print_delay=0.02))
+
+
+@pytest.fixture
+def kkm_emulator(serve_emulator, tmp_path) -> RunningEmulator:
+    from payments.kkm_emulator import KkmServerEmulator
+
+    return serve_emulator(KkmServerEmulator(state_path=str(tmp_path / "kkm.json"), card_delay=0.0))
+
+
+@pytest.fixture
+def dc_emulator(serve_emulator, tmp_path) -> RunningEmulator:
+    from payments.dualconnector_emulator import DualConnectorEmulator
+
+    return serve_emulator(DualConnectorEmulator(state_path=str(tmp_path / "dc.json"), card_delay=0.0))
+
+
+@pytest.fixture
+def iiko_emulator(serve_emulator, tmp_path) -> RunningEmulator:
+    from nekassir.iiko_emulator import IikoEmulator
+
+    return serve_emulator(IikoEmulator(state_path=str(tmp_path / "iiko.json")))
