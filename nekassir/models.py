@@ -63,6 +63,7 @@ class Kiosk(models.Model):
     registration_info = models.JSONField("регистрационные данные ККТ", default=dict, blank=True, editable=False)
     register_ready = models.BooleanField("ККТ готова", default=True, editable=False)
     register_problem = models.CharField("проблема ККТ", max_length=255, blank=True, editable=False)
+    fn_number = models.CharField("номер ФН (последний известный)", max_length=32, blank=True, editable=False)
 
     # --- card terminal ---------------------------------------------------------------------------
     terminal_transport = models.CharField(
@@ -110,3 +111,46 @@ class Kiosk(models.Model):
         if self.operator_inn:
             operator["vatin"] = self.operator_inn
         return operator
+
+
+class DeviceLock(models.Model):
+    """A lease on one device (fiscal register or card terminal), shared by every process and machine.
+
+    Claimed and released by compare-and-set updates, which work the same on SQLite and PostgreSQL.
+    See ``nekassir.locks``.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    holder = models.CharField(max_length=255, blank=True)
+    purpose = models.CharField(max_length=255, blank=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "блокировка устройства"
+        verbose_name_plural = "блокировки устройств"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.holder or 'свободно'}"
+
+
+class Event(models.Model):
+    """The event journal: every status change and every manual action, with who did it."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kiosk = models.ForeignKey(Kiosk, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    action = models.CharField("действие", max_length=64, help_text="Например fiscal.shift.opened")
+    message = models.TextField("сообщение", blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="nekassir_events"
+    )
+    object_ref = models.CharField(max_length=100, blank=True, db_index=True, help_text="shift:12, order:…")
+
+    class Meta:
+        verbose_name = "событие"
+        verbose_name_plural = "журнал событий"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"

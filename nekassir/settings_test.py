@@ -5,8 +5,8 @@ import tempfile
 
 os.environ.setdefault("NEKASSIR_DATA_DIR", tempfile.mkdtemp(prefix="nekassir-test-"))
 
-from nekassir.settings import *  # noqa: E402,F403
-from nekassir.settings import DATABASES, DATA_DIR, Q_CLUSTER  # noqa: E402
+from nekassir.settings import *  # noqa: F403
+from nekassir.settings import DATA_DIR, DATABASES, Q_CLUSTER
 
 # {% static %} must work without collectstatic (STACK_NOTES.md).
 STORAGES = {

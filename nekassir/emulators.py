@@ -1,0 +1,33 @@
+"""Builds the device emulators that ``python manage.py emulators`` serves (and the tests start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nekassir.emulator_http import EmulatorApp
+
+
+@dataclass
+class EmulatorDelays:
+    """Stand-ins for the physical world: printing a document, a guest with a card, iikoFront."""
+
+    print_delay: float = 1.0
+    card_delay: float = 3.0
+    iiko_delay: float = 1.0
+
+
+def build_emulators(state_dir: Path, delays: EmulatorDelays) -> dict[str, EmulatorApp]:
+    """Every emulator, keyed by the names of ``settings.EMULATOR_PORTS``."""
+    from fiscal.atol_emulator import AtolWebServerEmulator
+    from nekassir.iiko_emulator import IikoEmulator
+    from payments.dualconnector_emulator import DualConnectorEmulator
+    from payments.kkm_emulator import KkmServerEmulator
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "atol": AtolWebServerEmulator(state_path=str(state_dir / "atol.json"), print_delay=delays.print_delay),
+        "kkm": KkmServerEmulator(state_path=str(state_dir / "kkm.json"), card_delay=delays.card_delay),
+        "dualconnector": DualConnectorEmulator(state_path=str(state_dir / "dc.json"), card_delay=delays.card_delay),
+        "iiko": IikoEmulator(state_path=str(state_dir / "iiko.json"), creation_delay=delays.iiko_delay),
+    }

@@ -1,0 +1,24 @@
+"""Writing the event journal (status changes and manual actions, with who and when)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nekassir.models import Event, Kiosk
+
+log = logging.getLogger("nekassir.events")
+
+
+def record_event(
+    action: str, *, kiosk: Kiosk | None = None, user=None, message: str = "", data: dict[str, Any] | None = None,
+    object_ref: str = "",
+) -> Event:
+    """Journal one event. ``action`` is a dotted code such as ``fiscal.shift.closed``."""
+    if user is not None and not getattr(user, "is_authenticated", False):
+        user = None
+    event = Event.objects.create(
+        action=action, kiosk=kiosk, user=user, message=message, data=data or {}, object_ref=object_ref
+    )
+    log.info("%s kiosk=%s %s", action, kiosk.code if kiosk else "-", message)
+    return event

@@ -1,0 +1,139 @@
+"""One operation at a time per device, across every process and machine sharing the database.
+
+A lock is a row (``DeviceLock``) claimed by a compare-and-set UPDATE: it works the same on SQLite
+and PostgreSQL and needs no long transaction around a device call that may last minutes. The claim
+is a lease: a holder that died (kill -9, power loss) loses it when the lease ends, or at once when
+it is a process of this machine that no longer exists.
+
+Locks are re-entrant within one thread, so a workflow may call another that takes the same lock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from nekassir.models import DeviceLock
+
+_local = threading.local()
+_HOST = socket.gethostname()
+
+
+class DeviceBusy(Exception):
+    """Another operation holds this device and did not finish within the wait."""
+
+    def __init__(self, key: str, holder: str, purpose: str):
+        super().__init__(f"Устройство занято другой операцией ({purpose or holder})")
+        self.key = key
+        self.holder = holder
+        self.purpose = purpose
+
+
+def holder_id() -> str:
+    """``host:pid:thread:random``: unique per thread, and tells whether the holder still lives."""
+    if not hasattr(_local, "holder"):
+        _local.holder = f"{_HOST}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+    return _local.holder
+
+
+def _held() -> dict[str, int]:
+    if not hasattr(_local, "held"):
+        _local.held = {}
+    return _local.held
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when the holder was a process on this machine that no longer exists."""
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != _HOST:
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        # Same process, another thread that forgot us? Only a stale entry from a thread that ended.
+        return parts[2] not in {str(t.ident) for t in threading.enumerate()} if len(parts) > 2 else False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _ensure_row(key: str) -> None:
+    if DeviceLock.objects.filter(key=key).exists():
+        return
+    try:
+        with transaction.atomic():
+            DeviceLock.objects.create(key=key)
+    except IntegrityError:
+        pass  # another process created it first
+
+
+def try_acquire(key: str, purpose: str = "", lease: float | None = None) -> bool:
+    """Claim ``key`` once, without waiting. Re-entrant for the thread that holds it."""
+    held = _held()
+    if key in held:
+        held[key] += 1
+        return True
+    _ensure_row(key)
+    now = timezone.now()
+    expires = now + timedelta(seconds=lease or settings.DEVICE_LOCK_LEASE)
+    me = holder_id()
+    claimed = DeviceLock.objects.filter(Q(holder="") | Q(expires_at__lt=now), key=key).update(
+        holder=me, purpose=purpose[:255], acquired_at=now, expires_at=expires
+    )
+    if not claimed:
+        current = DeviceLock.objects.filter(key=key).values_list("holder", flat=True).first() or ""
+        if current and _holder_is_dead(current):
+            claimed = DeviceLock.objects.filter(key=key, holder=current).update(
+                holder=me, purpose=purpose[:255], acquired_at=now, expires_at=expires
+            )
+    if claimed:
+        held[key] = 1
+        return True
+    return False
+
+
+def release(key: str) -> None:
+    held = _held()
+    if key not in held:
+        return
+    held[key] -= 1
+    if held[key] > 0:
+        return
+    del held[key]
+    DeviceLock.objects.filter(key=key, holder=holder_id()).update(holder="", purpose="", expires_at=None)
+
+
+@contextmanager
+def device_lock(key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
+    """Hold ``key`` for the block; wait up to ``wait`` seconds for it, else raise DeviceBusy."""
+    deadline = time.monotonic() + wait
+    while not try_acquire(key, purpose):
+        if time.monotonic() >= deadline:
+            row = DeviceLock.objects.filter(key=key).values("holder", "purpose").first() or {}
+            raise DeviceBusy(key, row.get("holder", ""), row.get("purpose", ""))
+        time.sleep(poll)
+    try:
+        yield
+    finally:
+        release(key)
+
+
+def holds(key: str) -> bool:
+    return key in _held()

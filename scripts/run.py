@@ -1,0 +1,71 @@
+"""`make run`: migrate, seed the demo venue, then run the emulators, both q2 clusters and the web
+server until Ctrl-C / SIGTERM, which stops everything started here and leaves no port bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+MANAGE = [PY, str(ROOT / "manage.py")]
+HOST, PORT = "127.0.0.1", os.environ.get("PORT", "8000")
+
+
+def manage(*args: str) -> str:
+    return subprocess.run([*MANAGE, *args], check=True, cwd=ROOT, capture_output=True, text=True).stdout  # noqa: S603
+
+
+def main() -> int:
+    manage("migrate", "--noinput")
+    manage("collectstatic", "--noinput")
+    demo = json.loads(manage("demo", "--json"))
+    children = {
+        "emulators": [*MANAGE, "emulators"],
+        "q2 default": [*MANAGE, "qcluster"],
+        "q2 devices": [*MANAGE, "devicecluster"],
+        "web": [*MANAGE, "runserver", f"{HOST}:{PORT}", "--noreload"],
+    }
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in children.items()}  # noqa: S603
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    manager = demo["manager"]
+    print(f"\nНекассир работает: http://{HOST}:{PORT}/", flush=True)
+    print(f"Вход: {manager['username']} / {manager['password']}", flush=True)
+    for kiosk in demo["kiosks"]:
+        if kiosk.get("token"):
+            print(f"Токен киоска {kiosk['code']}: {kiosk['token']}", flush=True)
+    print("Ctrl-C — остановить всё.\n", flush=True)
+    exit_code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} завершился с кодом {proc.returncode}; останавливаю остальное", file=sys.stderr)
+                stopping, exit_code = True, 1
+        time.sleep(0.5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
