@@ -25,3 +25,8 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": os.environ.get("NEKASSIR_Q_SYNC", "1") == "1"}
 
 ATOL_POLL_INTERVAL = 0.02
 ATOL_MAX_WAIT = 10.0
+
+# A subprocess started by a test (a q2 cluster, a management command) uses the test database.
+if os.environ.get("NEKASSIR_USE_TEST_DB") == "1":
+    _db = DATABASES["default"]
+    _db["NAME"] = _db.get("TEST", {}).get("NAME") or f"test_{_db['NAME']}"
