@@ -40,14 +40,14 @@ class AcquiringError(Exception):
     """Base of every error raised by the acquiring wire layer (results are returned, not raised)."""
 
 
-class InvalidRequest(AcquiringError, ValueError):  # noqa: N818 - reads better at call sites than ...Error
+class InvalidRequest(AcquiringError, ValueError):
     """Our own input is wrong (op id too long, amount not a positive int, unusable reference).
 
     Raised before anything is sent, so it never hides a charge.
     """
 
 
-class NotSupported(AcquiringError):  # noqa: N818 - reads better at call sites than ...Error
+class NotSupported(AcquiringError):
     """The transport has no such operation (e.g. DualConnector has no status query by our id)."""
 
 
@@ -65,7 +65,7 @@ class Reason(enum.StrEnum):
 
     OK = "ok"
     DECLINED = "declined"  # a final negative answer from the terminal/bank (see bank_code, message)
-    NOT_REACHABLE = "not_reachable"  # connection not opened: nothing was sent (DECLINED)
+    NOT_REACHABLE = "not_reachable"  # connection not opened: nothing was sent (DECLINED; UNKNOWN for status())
     REJECTED = "rejected"  # refused before running: auth, malformed request, busy (DECLINED)
     NOT_FOUND = "not_found"  # KKM GetRezult Status 3: the command was never received (DECLINED)
     TIMEOUT = "timeout"  # request sent, no answer in time (UNKNOWN)

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -199,11 +199,19 @@ class KkmServerClient(AcquiringClient):
         )
 
     def status(self, op_id: str) -> CardResult:
-        """One GetRezult: the final result of an earlier command (still running = UNKNOWN/IN_PROGRESS)."""
+        """One GetRezult: the final result of an earlier command.
+
+        Still running = UNKNOWN/IN_PROGRESS; Status 3 = DECLINED/NOT_FOUND (never received); KKM Server not
+        reachable or refusing the query = UNKNOWN (reason NOT_REACHABLE/REJECTED is about the query here).
+        """
         validate_id_command(op_id)
         raw_request, answer = self._get_rezult(op_id, expected_command=None)
         command = str((answer.data or {}).get("Command") or "")
-        return self._card_result(COMMAND_OPERATIONS.get(command, Operation.STATUS), op_id, 0, raw_request, answer)
+        result = self._card_result(COMMAND_OPERATIONS.get(command, Operation.STATUS), op_id, 0, raw_request, answer)
+        if answer.reason in (Reason.NOT_REACHABLE, Reason.REJECTED):
+            # the query did not get through: that says nothing about the earlier command
+            result = replace(result, outcome=Outcome.UNKNOWN)
+        return result
 
     # --- the exchange -----------------------------------------------------------------------------------
     def _card(
@@ -228,24 +236,29 @@ class KkmServerClient(AcquiringClient):
         return raw_request, self._resolve(op_id, command, answer)
 
     def _resolve(self, op_id: str, command: str, first: _Answer) -> _Answer:
-        """Poll GetRezult (bounded) until the command's outcome is final; else the last unclear answer."""
+        """Poll GetRezult (bounded) until the command's outcome is final; else the last unclear answer.
+
+        A GetRezult that itself fails (refused, timed out, 401) tells nothing about the command: it never
+        replaces what we know, so the result stays UNKNOWN, never "not reachable".
+        """
         acknowledged = first.pending  # KKM Server has seen the command: a later "not found" is a contradiction
-        answer = first
+        unclear = first
         deadline = time.monotonic() + self.poll_for
         while time.monotonic() < deadline:
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
             _, polled = self._get_rezult(op_id, expected_command=command)
             if polled.status == NOT_FOUND and acknowledged:
-                polled = _Answer(Reason.MALFORMED, raw=polled.raw,
-                                 detail="GetRezult says 'not found' for a command KKM Server had acknowledged")
+                unclear = _Answer(Reason.MALFORMED, raw=polled.raw,
+                                  detail="GetRezult says 'not found' for a command KKM Server had acknowledged")
+                continue
             if polled.final:
                 return polled
-            acknowledged = acknowledged or polled.pending
-            if polled.status is not None or answer.status is None:
-                answer = polled  # keep the most informative unclear answer
-        if answer.pending:
-            return _Answer(Reason.IN_PROGRESS, answer.status, answer.data, answer.raw, "still running")
-        return answer
+            if polled.pending:
+                acknowledged = True
+                unclear = polled
+        if unclear.pending:
+            return _Answer(Reason.IN_PROGRESS, unclear.status, unclear.data, unclear.raw, "still running")
+        return unclear
 
     def _get_rezult(self, op_id: str, expected_command: str | None) -> tuple[str, _Answer]:
         raw_request = encode_json({"Command": "GetRezult", "IdCommand": op_id})
