@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from nekassir.emulator_http import EmulatorServer
 from payments.acquiring import CardResult, InvalidRequest, NotSupported, Outcome, Reason
 from payments.dualconnector_client import DualConnectorClient, ecr_transaction_id, slip_to_text
 from payments.dualconnector_emulator import DualConnectorEmulator
-from tests.conftest import RunningEmulator
 
 JOURNAL_KEYS = {"operation", "device", "amount", "rrn", "state", "batch", "id", "time"}
-
-
-@pytest.fixture(scope="module")
-def shared_dc_emulator(tmp_path_factory) -> Iterator[RunningEmulator]:
-    """One server for the module: stopping a server costs 0.5 s (serve_forever's poll interval)."""
-    path = tmp_path_factory.mktemp("dc") / "dc.json"
-    server = EmulatorServer(DualConnectorEmulator(state_path=str(path))).start()
-    yield RunningEmulator(server)
-    server.stop()
-
-
-@pytest.fixture
-def dc_emulator(shared_dc_emulator) -> RunningEmulator:
-    """Overrides conftest's: the same emulator, reset to factory state for every test."""
-    shared_dc_emulator.reset()
-    return shared_dc_emulator
 
 
 @pytest.fixture

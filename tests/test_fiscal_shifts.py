@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from fiscal import shifts
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
-from fiscal.register import FiscalFailed, FiscalOutcomeUnknown, RegisterUnresolved, make_client, register_session
+from fiscal.register import (
+    FiscalFailed,
+    FiscalOutcomeUnknown,
+    RegisterUnresolved,
+    make_client,
+    register_lock_key,
+    register_session,
+)
 from nekassir.emulator_http import EmulatorApp, Response, json_response
 from nekassir.locks import DeviceBusy, device_lock
 from tests.factories import make_kiosk
+from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,39 +138,24 @@ def test_blocked_then_error_resolves_as_nothing_made(kiosk, atol_emulator):
 
 
 def test_one_operation_at_a_time_per_register(kiosk, atol_emulator):
-    with device_lock("atol:" + kiosk.atol_url.rstrip("/") + "#K1", purpose="другая операция"):
-        results: list[BaseException] = []
+    def other_session():
+        with register_session(kiosk, wait=0.2):
+            pass
 
-        def other_thread():
-            try:
-                with register_session(kiosk, wait=0.2):
-                    pass
-            except BaseException as exc:
-                results.append(exc)
-
-        t = threading.Thread(target=other_thread)
-        t.start()
-        t.join()
-    assert len(results) == 1 and isinstance(results[0], DeviceBusy)
-    assert "другая операция" in str(results[0])
+    with device_lock(register_lock_key(kiosk), purpose="другая операция"):
+        _, errors = run_in_threads(other_session, [()])
+    assert len(errors) == 1 and isinstance(errors[0], DeviceBusy)
+    assert "другая операция" in str(errors[0])
 
 
 def test_two_registers_in_parallel(atol_emulator):
     kiosks = [make_kiosk(atol_emulator.url, code) for code in ("K1", "K2")]
-    errors: list[BaseException] = []
 
     def cycle(k):
-        try:
-            shifts.open_shift(k)
-            shifts.close_shift(k)
-        except BaseException as exc:
-            errors.append(exc)
+        shifts.open_shift(k)
+        shifts.close_shift(k)
 
-    threads = [threading.Thread(target=cycle, args=(k,)) for k in kiosks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = run_in_threads(cycle, [(k,) for k in kiosks])
     assert not errors
     assert Shift.objects.filter(state=Shift.State.CLOSED).count() == 2
     assert journal_types(atol_emulator, "K1") == journal_types(atol_emulator, "K2") == ["openShift", "closeShift"]

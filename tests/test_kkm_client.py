@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from nekassir.emulator_http import EmulatorServer
 from payments.acquiring import (
     CardResult,
     InvalidRequest,
@@ -20,7 +18,6 @@ from payments.acquiring import (
 )
 from payments.kkm_client import KkmServerClient
 from payments.kkm_emulator import KkmServerEmulator
-from tests.conftest import RunningEmulator
 
 JOURNAL_KEYS = {"operation", "device", "amount", "rrn", "state", "batch", "id", "time"}
 
@@ -28,22 +25,6 @@ JOURNAL_KEYS = {"operation", "device", "amount", "rrn", "state", "batch", "id", 
 def make_client(emulator, **overrides) -> KkmServerClient:
     options = {"timeout": 0.5, "guest_timeout": 0.5, "poll_interval": 0.02, "poll_for": 2.0}
     return KkmServerClient(emulator.url, **(options | overrides))
-
-
-@pytest.fixture(scope="module")
-def shared_kkm_emulator(tmp_path_factory) -> Iterator[RunningEmulator]:
-    """One server for the module: stopping a server costs 0.5 s (serve_forever's poll interval)."""
-    path = tmp_path_factory.mktemp("kkm") / "kkm.json"
-    server = EmulatorServer(KkmServerEmulator(state_path=str(path))).start()
-    yield RunningEmulator(server)
-    server.stop()
-
-
-@pytest.fixture
-def kkm_emulator(shared_kkm_emulator) -> RunningEmulator:
-    """Overrides conftest's: the same emulator, reset to factory state for every test."""
-    shared_kkm_emulator.reset()
-    return shared_kkm_emulator
 
 
 @pytest.fixture
