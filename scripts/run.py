@@ -31,7 +31,12 @@ def main() -> int:
         "q2 devices": [*MANAGE, "devicecluster"],
         "web": [*MANAGE, "runserver", f"{HOST}:{PORT}", "--noreload"],
     }
-    procs = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in children.items()}  # noqa: S603
+    # Each child in its own session: a Ctrl-C or SIGTERM reaches only us, and we pass it on exactly
+    # once (a q2 cluster that gets a second SIGTERM while stopping hangs until killed).
+    procs = {
+        name: subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)  # noqa: S603
+        for name, cmd in children.items()
+    }
     stopping = False
 
     def stop(*_: object) -> None:
