@@ -185,12 +185,15 @@ class _Handler(BaseHTTPRequestHandler):
         if response.drop:
             self.close_connection = True
             return
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (its timeout): nothing to answer
 
     do_GET = do_POST = do_DELETE = do_PUT = _serve  # noqa: N815 - stdlib naming
 
