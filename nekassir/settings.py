@@ -188,3 +188,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# --- Card terminals -------------------------------------------------------------------------------
+TERMINAL_HTTP_TIMEOUT = env_float("TERMINAL_HTTP_TIMEOUT", 30.0, minimum=0.1)
+# How long a card payment may wait for the guest at the PIN pad before the answer counts as lost.
+TERMINAL_GUEST_TIMEOUT = env_float("TERMINAL_GUEST_TIMEOUT", 180.0, minimum=1)
+TERMINAL_POLL_INTERVAL = env_float("TERMINAL_POLL_INTERVAL", 1.0, minimum=0.01)
+TERMINAL_POLL_FOR = env_float("TERMINAL_POLL_FOR", 60.0, minimum=0.1)
+SETTLEMENT_ATTEMPTS = env_int("SETTLEMENT_ATTEMPTS", 3, minimum=1, maximum=10)
+SETTLEMENT_RETRY_DELAY = env_float("SETTLEMENT_RETRY_DELAY", 5.0, minimum=0)
+# A shift close waits this long for a payment in progress on the kiosk before settling without it.
+CLOSE_WAIT_FOR_TERMINAL = env_float("CLOSE_WAIT_FOR_TERMINAL", 120.0, minimum=0)
