@@ -6,13 +6,14 @@ import tempfile
 os.environ.setdefault("NEKASSIR_DATA_DIR", tempfile.mkdtemp(prefix="nekassir-test-"))
 
 from nekassir.settings import *  # noqa: F403
-from nekassir.settings import DATA_DIR, DATABASES, Q_CLUSTER
+from nekassir.settings import DATA_DIR, DATABASES, Q_CLUSTER, STATIC_ROOT
 
 # {% static %} must work without collectstatic (STACK_NOTES.md).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing folder
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
 
 # A file, not :memory:, so that a q2 cluster started as a subprocess by a test sees the same data.

@@ -1,0 +1,51 @@
+"""Device passwords are never shown: not in the admin list, not in the change form, not in repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from nekassir.models import Kiosk
+from tests.factories import make_kiosk
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "s3cr3t-device-password"
+
+
+@pytest.fixture
+def kiosk():
+    return make_kiosk("http://127.0.0.1:16732", atol_username="web", atol_password=SECRET, kkm_password=SECRET)
+
+
+def test_secrets_are_not_in_admin_pages(admin_client, kiosk):
+    listing = admin_client.get("/admin/nekassir/kiosk/")
+    change = admin_client.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/")
+    assert listing.status_code == change.status_code == 200
+    assert SECRET not in listing.content.decode()
+    assert SECRET not in change.content.decode()
+    assert SECRET not in repr(kiosk) and SECRET not in str(kiosk)
+
+
+def form_data(kiosk, **changes):
+    data = {
+        "code": kiosk.code, "name": kiosk.name, "active": "on", "has_register": "on", "atol_url": kiosk.atol_url,
+        "atol_device_id": kiosk.atol_device_id, "atol_username": kiosk.atol_username, "atol_password": "",
+        "taxation_type": "osn", "terminal_transport": "", "terminal_kind": "sberbank", "kkm_device_number": 0,
+        "dc_operation_codes": "{}", "print_slips": "on", "kkm_password": "",
+    }
+    data.update(changes)
+    return data
+
+
+def test_blank_password_keeps_the_stored_one(admin_client, kiosk):
+    answer = admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, name="Новое имя"))
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    kiosk.refresh_from_db()
+    assert kiosk.name == "Новое имя" and kiosk.atol_password == SECRET
+
+
+def test_a_password_can_be_changed_and_cleared(admin_client, kiosk):
+    admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, atol_password="new"))
+    assert Kiosk.objects.get().atol_password == "new"
+    admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, clear_kkm_password="on"))
+    assert Kiosk.objects.get().kkm_password == ""
