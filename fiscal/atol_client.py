@@ -9,7 +9,6 @@ a new uuid.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from fiscal.atol_errors import (
     AtolUnreachable,
     device_error,
 )
+from nekassir import wirejson
 
 FISCAL_TASKS = frozenset(
     {"sell", "sellReturn", "buy", "buyReturn", "sellCorrection", "sellReturnCorrection", "openShift", "closeShift"}
@@ -82,7 +82,7 @@ class FiscalParams:
             date_time=str(params.get("fiscalDocumentDateTime", "")),
             fn_number=str(params.get("fnNumber", "")),
             registration_number=str(params.get("registrationNumber", "")),
-            # JSON numbers come in as float only if we let them: parse_float=Decimal below.
+            # Answers are parsed with parse_float=Decimal (wirejson.loads): no float on the way.
             total=Decimal(str(total)) if total is not None else None,
             fns_url=str(params.get("fnsUrl", "")),
             receipts_count=_opt_int(params.get("receiptsCount")),
@@ -190,7 +190,10 @@ class AtolClient:
         """POST a request. 409 means the uuid is already queued: that is success, poll it."""
         if sum(1 for t in tasks if t.get("type") in FISCAL_TASKS) > 1:
             raise AtolRejected("Не больше одного фискального задания в запросе", uuid=uuid)
-        answer = self._call("POST", "/api/v2/requests", uuid=uuid, json={"uuid": uuid, "request": tasks})
+        body = wirejson.dumps({"uuid": uuid, "request": tasks}).encode("utf-8")
+        answer = self._call(
+            "POST", "/api/v2/requests", uuid=uuid, content=body, headers={"Content-Type": "application/json"}
+        )
         if answer.status_code == 409:
             return Submission(None, False, "", already_queued=True)
         if answer.status_code == 400:
@@ -301,7 +304,9 @@ class AtolClient:
         """Synchronous ``operations/query*`` call (queryShiftStatus, queryDeviceStatus, queryFnStatus)."""
         if operation not in {"queryShiftStatus", "queryDeviceStatus", "queryFnStatus"}:
             raise ValueError(f"unknown ATOL operation {operation!r}")
-        return self._expect_json(self._call("POST", f"/api/v2/operations/{operation}", json={}), {200}, None)
+        return self._expect_json(self._call(
+            "POST", f"/api/v2/operations/{operation}", content=b"{}", headers={"Content-Type": "application/json"}
+        ), {200}, None)
 
     # --- plumbing ------------------------------------------------------------------------------
     def _call(
@@ -325,7 +330,7 @@ class AtolClient:
         if answer.status_code not in statuses:
             raise AtolBadAnswer(f"Неожиданный ответ HTTP {answer.status_code}", uuid=uuid, raw=answer.text[:2000])
         try:
-            data = json.loads(answer.content, parse_float=Decimal)
+            data = wirejson.loads(answer.content)
         except ValueError:
             raise AtolBadAnswer("Ответ не является JSON", uuid=uuid, raw=answer.text[:2000]) from None
         if not isinstance(data, dict):

@@ -11,6 +11,7 @@ import uuid
 
 from django.db import models
 
+from nekassir.fields import ExactJSONField
 from nekassir.models import Kiosk
 
 
@@ -34,7 +35,7 @@ class FiscalOperation(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="fiscal_operations")
     task_type = models.CharField("задание", max_length=32)
-    request = models.JSONField("запрос", default=list)
+    request = ExactJSONField("запрос", default=list)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
     reference = models.CharField("к чему относится", max_length=100, blank=True, db_index=True)
     result = models.JSONField("результат", null=True, blank=True)

@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 from fiscal.atol_client import AtolClient, FiscalParams, TaskOutcome
 from fiscal.atol_errors import AtolDeviceError, AtolError, AtolOutcomeUnknown
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
+from nekassir import wirejson
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk
 
@@ -159,7 +160,7 @@ class RegisterSession:
         error = outcome.error()
         params = sub.fiscal_params
         with transaction.atomic():
-            op.result = _jsonable(sub.result)
+            op.result = wirejson.plain(sub.result)
             op.raw_answer = outcome.raw[:20000]
             op.finished_at = timezone.now()
             op.state = FiscalOperation.State.FAILED if error else FiscalOperation.State.DONE
@@ -240,19 +241,6 @@ def register_session(
         finally:
             if own_client:
                 session.client.close()
-
-
-def _jsonable(value: Any) -> Any:
-    """Driver results are parsed with Decimal; JSONField wants plain JSON (decimals as strings)."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # Exposed for callers that need to tell a device failure apart from other fiscal errors.

@@ -16,14 +16,13 @@ amount goes out as the exact literal ``189.00`` (Python's json would need a floa
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 
+from nekassir import wirejson
 from payments.acquiring import (
     AcquiringClient,
     CardResult,
@@ -69,23 +68,9 @@ def validate_id_command(op_id: str) -> str:
     return op_id
 
 
-def encode_json(value: Any) -> str:
-    """JSON where Decimal is written as its exact literal (``Decimal('189.00')`` -> ``189.00``)."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, float):
-        raise TypeError("money never travels as float; use Decimal")
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k), ensure_ascii=False)}: {encode_json(v)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(encode_json(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def decode_json(text: str | bytes) -> Any:
-    """Numbers with a fraction become Decimal, so ``189.00`` never passes through float."""
-    return json.loads(text, parse_float=Decimal)
+# Decimal amounts go out as their exact literal (189.00) and come back as Decimal: never float.
+encode_json = wirejson.dumps
+decode_json = wirejson.loads
 
 
 _CODE_IN_TEXT = re.compile(r"(?<![\d.,])(\d{2,4})(?![\d.,])")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -35,7 +36,7 @@ def client_for(emulator, device: str = "K1", **options) -> AtolClient:
 
 
 def sell_task(amount: str = "189.00") -> dict:
-    value = float(amount)  # the wire format of ATOL is a JSON number
+    value = Decimal(amount)  # goes out as the exact JSON number literal
     return {
         "type": "sell",
         "taxationType": "osn",
