@@ -86,6 +86,7 @@ class Shift(models.Model):
     register_totals = models.JSONField("счётчики ККТ при закрытии", null=True, blank=True)
     reconciled = models.BooleanField("сверено", null=True, blank=True)
     reconciliation_note = models.TextField("расхождения", blank=True)
+    close_requested_at = models.DateTimeField("автозакрытие запрошено", null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "смена"

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from fiscal.models import FiscalOperation, Shift
 from fiscal.register import FiscalFailed, RegisterSession, register_session
 from nekassir.events import record_event
+from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
 from nekassir.models import Kiosk
 
 log = logging.getLogger(__name__)
@@ -126,11 +128,28 @@ def _open(session: RegisterSession, *, user=None) -> Shift:
     return shift
 
 
-def close_shift(kiosk: Kiosk, *, user=None, reason: str = "manual") -> Shift | None:
+def close_shift(kiosk: Kiosk, *, user=None, reason: str = "manual", force: bool = False,
+                wait: float | None = None) -> Shift | None:
     """Settle the terminal (hooks), then close the fiscal shift and keep the closing report.
 
+    A payment in progress on the kiosk is never interrupted: the close waits for it up to ``wait``
+    seconds, then refuses (DeviceBusy) — or, with ``force`` (the automatic close, which must not let
+    the shift run past 24 hours), closes anyway: the register lock still keeps the two apart, and a
+    terminal still busy only means its settlement is skipped and flagged.
     Returns the closed shift, or None when the register had no open shift.
     """
+    wait = settings.CLOSE_WAIT_FOR_SALE if wait is None else wait
+    try:
+        with device_lock(sale_lock_key(kiosk), purpose=f"{kiosk.code}: закрытие смены", wait=wait):
+            return _close_now(kiosk, user=user, reason=reason)
+    except DeviceBusy:
+        if not force:
+            raise
+        log.warning("kiosk=%s closing the shift while an order is still in progress (%s)", kiosk.code, reason)
+        return _close_now(kiosk, user=user, reason=f"{reason}; заказ ещё выполнялся")
+
+
+def _close_now(kiosk: Kiosk, *, user=None, reason: str) -> Shift | None:
     with register_session(kiosk, purpose=f"{kiosk.code}: закрытие смены") as session:
         return _close(session, user=user, reason=reason)
 

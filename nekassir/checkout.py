@@ -1,8 +1,54 @@
-"""The kiosk card checkout as a resumable state machine (issue 4). Being written."""
+"""The kiosk card checkout: fiscal receipt → card → iiko, as a resumable state machine.
+
+Every step is written to the database before and after its device call (``Order.step`` and the
+ids of the operations it made), so ``run_checkout`` can be run again at any time — after a crash,
+a kill -9, a lost answer — and carries on from where the order is, never repeating a device call:
+
+    SELL   ensure the shift is open, print the sell receipt (payment "electronically")
+    CARD   card sale on the terminal; unknown outcomes are resolved first (payments.terminal)
+    IIKO   approved: send the order to iiko (nekassir.iiko_delivery) → completed / not_delivered
+    ANNUL  not paid: sellReturn of the same lines → cancelled (waits while the register cannot print)
+    DONE
+
+SELL, CARD and ANNUL run under the kiosk's sale lock, so a manual shift close waits for (or refuses
+during) a payment in progress and never interrupts it. IIKO runs outside it: the next guest's
+payment need not wait for iiko.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
+
+from fiscal.models import FiscalOperation
+from fiscal.register import FiscalError, FiscalFailed, register_session
+from fiscal.shifts import ensure_open
+from nekassir.events import record_event
+from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
+from nekassir.models import Order
+from nekassir.receipts import annul_task, sell_task
+from payments.acquiring import rubles_to_kopecks
+from payments.models import CardOperation
+from payments.terminal import TerminalError, TerminalNotConfigured, terminal_session
+
+log = logging.getLogger(__name__)
+Status = Order.Status
+Step = Order.Step
+
+# What the guest reads on the kiosk, by error code.
+GUEST_MESSAGES = {
+    "register_not_ready": "Касса не готова. Оплата не списана, обратитесь к сотруднику.",
+    "card_declined": "Оплата не прошла. Деньги не списаны, чек аннулирован.",
+    "terminal_not_configured": "Оплата картой сейчас недоступна. Деньги не списаны.",
+    "annulment_pending": "Оплата не прошла. Деньги не списаны; чек будет аннулирован автоматически.",
+    "not_delivered": "Заказ оплачен, но не передан на кухню. Сотрудник уже видит его и поможет.",
+    "outcome_unknown": "Проверяем результат операции, подождите.",
+}
 
 
 def start_checkout(order_id) -> None:
@@ -10,5 +56,155 @@ def start_checkout(order_id) -> None:
     async_task("nekassir.checkout.run_checkout", str(order_id), cluster="devices", task_name=f"checkout {order_id}")
 
 
-def run_checkout(order_id: str) -> None:
-    """Placeholder until the state machine lands: leaves the order in ``received``."""
+def run_checkout(order_id: str) -> str:
+    """Advance the order as far as it can go now; returns its status. Safe to call again at any time."""
+    order = Order.objects.select_related("kiosk").get(pk=order_id)
+    if order.step == Step.DONE:
+        return order.status
+    try:
+        with device_lock(sale_lock_key(order.kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT):
+            order.refresh_from_db()  # another run may have moved it while we waited for the lock
+            _advance(order, {Step.SELL, Step.CARD, Step.ANNUL})
+    except DeviceBusy as exc:
+        defer(order, f"киоск занят: {exc}")
+        return order.status
+    if order.step == Step.IIKO:
+        from nekassir.iiko_delivery import deliver
+
+        deliver(order)
+    return order.status
+
+
+def _advance(order: Order, steps: set[str]) -> None:
+    """Run steps while the order moves; stop when it waits (deferred) or leaves ``steps``."""
+    handlers = {Step.SELL: _sell, Step.CARD: _card, Step.ANNUL: _annul}
+    for _ in range(20):  # a bound: every step either moves the order on or defers it
+        if order.step not in steps:
+            return
+        if not handlers[order.step](order):
+            return
+    log.error("order=%s checkout did not settle in 20 steps (step %s)", order.pk, order.step)
+
+
+# --- steps: each returns True when the order moved on, False when it must wait ---------------
+def _sell(order: Order) -> bool:
+    _set(order, status=Status.PRINTING_RECEIPT)
+    try:
+        with register_session(order.kiosk, purpose=f"чек заказа {order.number}") as session:
+            op = order.sell_operation
+            if op is None:
+                ensure_open(session)
+                op = session.create(sell_task(order), reference=f"order:{order.pk}:sell")
+                _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
+                session.perform(op)
+    except FiscalFailed as exc:
+        # Refused before anything was made (no paper, cover open, FN, shift...): nothing charged.
+        return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
+    except (FiscalError, DeviceBusy) as exc:
+        return defer(order, f"чек: {exc}")
+    op.refresh_from_db()
+    if op.state == FiscalOperation.State.FAILED:
+        return _finish(order, Status.FAILED, "register_not_ready", detail=op.error_message)
+    _set(order, step=Step.CARD, shift=getattr(op, "document", None) and op.document.shift)
+    _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}")
+    return True
+
+
+def _card(order: Order) -> bool:
+    _set(order, status=Status.AWAITING_CARD)
+    try:
+        with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
+            op = order.card_sale
+            if op is None:
+                op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
+                                    reference=f"order:{order.pk}")
+                _set(order, card_sale=op)  # our op id is saved before the terminal is called
+                session.perform(op, order_number=order.number)
+    except TerminalNotConfigured as exc:
+        _set(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
+        return True
+    except (TerminalError, DeviceBusy) as exc:
+        return defer(order, f"оплата: {exc}")
+    op.refresh_from_db()
+    if op.state == CardOperation.State.APPROVED:
+        _set(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
+        _event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
+        return True
+    if op.state in (CardOperation.State.DECLINED, CardOperation.State.REVERSED):
+        _set(order, step=Step.ANNUL, error_code="card_declined", error_message=op.message or op.resolution)
+        _event(order, "order.card.declined", op.message or op.get_state_display())
+        return True
+    # Unknown: the next pass enters the terminal session again, which resolves it first.
+    return True
+
+
+def _annul(order: Order) -> bool:
+    try:
+        with register_session(order.kiosk, purpose=f"аннулирование чека {order.number}") as session:
+            op = order.annul_operation
+            if op is None or op.state == FiscalOperation.State.FAILED:
+                ensure_open(session)  # after a shift change the annulment lands in the new shift
+                op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
+                _set(order, annul_operation=op)
+                session.perform(op)
+    except FiscalFailed as exc:
+        # The register cannot print now (paper, cover...): nothing was made; retried when it is ready.
+        _set(order, status=Status.NEEDS_ATTENTION)
+        return defer(order, f"аннулирование ждёт ККТ: {exc}", code="annulment_pending")
+    except (FiscalError, DeviceBusy) as exc:
+        return defer(order, f"аннулирование: {exc}")
+    op.refresh_from_db()
+    _event(order, "order.receipt.annulled", f"Чек возврата прихода ФД {op.fd_number}")
+    return _finish(order, Status.CANCELLED, order.error_code or "card_declined")
+
+
+# --- persistence helpers ---------------------------------------------------------------------
+def _set(order: Order, **values) -> None:
+    """Write the given fields now (each step is persisted before and after its device call)."""
+    values["updated_at"] = timezone.now()
+    Order.objects.filter(pk=order.pk).update(**values)
+    for name, value in values.items():
+        setattr(order, name, value)
+
+
+def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool:
+    message = GUEST_MESSAGES.get(code, "")
+    _set(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
+    _event(order, f"order.{status}", detail or message or status)
+    return False
+
+
+def defer(order: Order, reason: str, code: str = "") -> bool:
+    """The order waits (unknown outcome, busy or not-ready device); recovery runs it again later."""
+    attempts = order.checkout_attempts + 1
+    delay = min(settings.CHECKOUT_RETRY_MAX, settings.CHECKOUT_RETRY_BASE * 2 ** min(attempts, 10))
+    values = {"checkout_attempts": attempts, "retry_at": timezone.now() + timedelta(seconds=delay)}
+    if code:
+        values.update(error_code=code, error_message=GUEST_MESSAGES.get(code, ""))
+    _set(order, **values)
+    log.warning("order=%s kiosk=%s deferred (%s), retry in %ss", order.pk, order.kiosk.code, reason, delay)
+    return False
+
+
+def _event(order: Order, action: str, message: str) -> None:
+    record_event(action, kiosk=order.kiosk, object_ref=f"order:{order.pk}", message=f"{order.number}: {message}")
+
+
+def resume_due_orders(limit: int = 100) -> int:
+    """Recovery: queue every unfinished order whose retry time has come, or that was never started.
+
+    Each order is claimed by a compare-and-set on ``retry_at``, so two recoveries running at once
+    queue it once; a duplicate run would be harmless anyway (the sale lock and the saved ids).
+    """
+    now = timezone.now()
+    never_started = Q(step=Step.SELL, sell_operation__isnull=True, retry_at__isnull=True,
+                      created_at__lte=now - timedelta(seconds=settings.CHECKOUT_STALE_AFTER))
+    due = Order.objects.exclude(step=Step.DONE).filter(Q(retry_at__lte=now) | never_started)
+    queued = 0
+    for order_id, retry_at in due.values_list("pk", "retry_at")[:limit]:
+        claim = Order.objects.filter(pk=order_id, retry_at=retry_at) if retry_at else Order.objects.filter(
+            pk=order_id, retry_at__isnull=True)
+        if claim.update(retry_at=now + timedelta(seconds=settings.CHECKOUT_RETRY_MAX)):
+            start_checkout(order_id)
+            queued += 1
+    return queued

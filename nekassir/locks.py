@@ -137,3 +137,9 @@ def device_lock(key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.
 
 def holds(key: str) -> bool:
     return key in _held()
+
+
+def sale_lock_key(kiosk) -> str:
+    """Held by a kiosk's checkout from its receipt to the end of its payment (or annulment), and by a
+    shift close: a close waits for, or refuses during, a payment in progress; it never interrupts it."""
+    return f"sale:{kiosk.code}"

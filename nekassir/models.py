@@ -1,9 +1,16 @@
-"""The venue core: kiosks and the devices they are wired to."""
+"""The venue core: kiosks and the devices they are wired to, their API tokens, and the orders."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
+
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 
 class TaxationType(models.TextChoices):
@@ -87,6 +94,27 @@ class Kiosk(models.Model):
     terminal_ready = models.BooleanField("терминал готов", default=True, editable=False)
     terminal_problem = models.CharField("проблема терминала", max_length=255, blank=True, editable=False)
 
+    # --- iiko (issue 4): where this kiosk's orders go -------------------------------------------
+    iiko = models.ForeignKey(
+        "IikoConnection", verbose_name="подключение iiko", null=True, blank=True,
+        on_delete=models.PROTECT, related_name="kiosks",
+    )
+    iiko_organization_id = models.UUIDField("организация iiko (id)", null=True, blank=True)
+    iiko_terminal_group_id = models.UUIDField("группа терминалов iiko (id)", null=True, blank=True)
+    iiko_payment_type_id = models.UUIDField(
+        "тип оплаты «карта» в iiko (id)", null=True, blank=True,
+        help_text="Тип оплаты вида Card, проводится и фискализируется внешне (киоском).",
+    )
+    iiko_order_type_takeaway_id = models.UUIDField("тип заказа «с собой» (id)", null=True, blank=True)
+    iiko_order_type_dine_in_id = models.UUIDField("тип заказа «в зале» (id)", null=True, blank=True)
+    iiko_send_as_delivery = models.BooleanField(
+        "отправлять как доставку-самовывоз", default=False,
+        help_text="Заказы уходят в deliveries/create, и киоск обязан передать телефон гостя.",
+    )
+    iiko_order_type_pickup_id = models.UUIDField(
+        "тип заказа «самовывоз» (id)", null=True, blank=True, help_text="Для режима доставки-самовывоза."
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
 
     SECRET_FIELDS = ("atol_password", "kkm_password")
@@ -154,3 +182,374 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+# --- iiko connection -----------------------------------------------------------------------------
+
+
+class IikoConnection(models.Model):
+    """One iiko Cloud API account of the venue, shared by its kiosks (``Kiosk.iiko``).
+
+    v1 needs ``api_login``; v2 needs ``app_id`` + ``client_secret`` + ``api_key`` (PROTOCOLS.md §3).
+    The secrets are never shown back: ``__str__``/``repr`` name the connection only.
+    """
+
+    name = models.CharField("название", max_length=100, default="iiko")
+    base_url = models.URLField("адрес iiko Cloud API", default="https://api-ru.iiko.services")
+    api_login = models.CharField("apiLogin (v1)", max_length=128, blank=True)
+    app_id = models.CharField("appId (v2)", max_length=64, blank=True)
+    client_secret = models.CharField("clientSecret (v2)", max_length=256, blank=True)
+    api_key = models.CharField("apiKey (v2)", max_length=256, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    SECRET_FIELDS = ("api_login", "client_secret", "api_key")
+
+    class Meta:
+        verbose_name = "подключение iiko"
+        verbose_name_plural = "подключения iiko"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<IikoConnection {self.pk}>"
+
+
+# --- kiosk API tokens ------------------------------------------------------------------------------
+
+
+def _token_digest(token: str) -> str:
+    # A plain SHA-256 is enough: the token is 256 random bits, so there is nothing to brute-force
+    # and no need for a slow password hash (which would cost every API request).
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class KioskToken(models.Model):
+    """A kiosk's bearer token for the kiosk API, stored as its SHA-256 only.
+
+    The plaintext exists once, in the return value of ``issue``; the row keeps a short ``prefix``
+    so staff can tell tokens apart without seeing them.
+    """
+
+    PLAINTEXT_PREFIX = "nkk_"
+    MAX_PLAINTEXT_LENGTH = 100
+
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="tokens")
+    prefix = models.CharField("начало токена", max_length=12, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField("выпущен", auto_now_add=True)
+    revoked_at = models.DateTimeField("отозван", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "токен киоска"
+        verbose_name_plural = "токены киосков"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.kiosk_id})"
+
+    def __repr__(self) -> str:
+        return f"<KioskToken {self.prefix}…>"
+
+    @classmethod
+    def issue(cls, kiosk: Kiosk) -> str:
+        """Create a token for ``kiosk``; returns the plaintext, which is not stored anywhere."""
+        token = cls.PLAINTEXT_PREFIX + secrets.token_urlsafe(32)
+        cls.objects.create(kiosk=kiosk, prefix=token[:10], token_hash=_token_digest(token))
+        return token
+
+    @classmethod
+    def authenticate(cls, token: str) -> Kiosk | None:
+        """The active kiosk whose live token this is, or None."""
+        if not token or len(token) > cls.MAX_PLAINTEXT_LENGTH or not token.isascii():
+            return None
+        digest = _token_digest(token)
+        row = (
+            cls.objects.select_related("kiosk")
+            .filter(token_hash=digest, revoked_at__isnull=True, kiosk__active=True)
+            .first()
+        )
+        # The lookup is by digest, so timing reveals nothing about the token; compare_digest
+        # keeps the final check constant-time all the same.
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        return row.kiosk
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+def issue_token(kiosk: Kiosk) -> str:
+    """A new API token for ``kiosk`` (plaintext, shown once)."""
+    return KioskToken.issue(kiosk)
+
+
+def authenticate_token(token: str) -> Kiosk | None:
+    return KioskToken.authenticate(token)
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+KOPECK = Decimal("0.01")
+
+
+def to_kopecks(value: Decimal) -> Decimal:
+    """Money rounded half-up to kopecks, the way a receipt position's amount is computed."""
+    return value.quantize(KOPECK, rounding=ROUND_HALF_UP)
+
+
+class Vat(models.TextChoices):
+    """ATOL ``tax.type`` codes (PROTOCOLS.md §1)."""
+
+    NONE = "none", "без НДС"
+    VAT0 = "vat0", "НДС 0%"
+    VAT5 = "vat5", "НДС 5%"
+    VAT7 = "vat7", "НДС 7%"
+    VAT10 = "vat10", "НДС 10%"
+    VAT20 = "vat20", "НДС 20%"
+    VAT22 = "vat22", "НДС 22%"
+    VAT105 = "vat105", "НДС 5/105"
+    VAT107 = "vat107", "НДС 7/107"
+    VAT110 = "vat110", "НДС 10/110"
+    VAT120 = "vat120", "НДС 20/120"
+    VAT122 = "vat122", "НДС 22/122"
+
+
+class MeasurementUnit(models.TextChoices):
+    """ATOL ``measurementUnit`` values (FFD 1.2 tag 2108) that a food kiosk sells in."""
+
+    PIECE = "piece", "шт"
+    GRAM = "gram", "г"
+    KILOGRAM = "kilogram", "кг"
+    MILLILITER = "milliliter", "мл"
+    LITER = "liter", "л"
+    CENTIMETER = "centimeter", "см"
+    METER = "meter", "м"
+    OTHER = "otherUnits", "иные единицы"
+
+
+class PickupCounter(models.Model):
+    """The last pickup number given by a kiosk on a business day (see ``nekassir.numbers``)."""
+
+    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="pickup_counters")
+    business_date = models.DateField()
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "счётчик номеров заказов"
+        verbose_name_plural = "счётчики номеров заказов"
+        constraints = [
+            models.UniqueConstraint(fields=["kiosk", "business_date"], name="pickup_counter_per_kiosk_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kiosk_id} {self.business_date}: {self.last_seq}"
+
+
+class Order(models.Model):
+    """A kiosk's card-paid order, as the kiosk sent it (``request_body``) and as the checkout moves it.
+
+    The primary key is the kiosk's own uuid, which makes the API idempotent; ``body_hash`` tells a
+    replay (same body) from a conflict (a different body under the same id).
+    ``total`` = sum of the lines' amounts + sum of their modifiers' amounts (see ``OrderModifier``).
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "принят"
+        PRINTING_RECEIPT = "printing_receipt", "печать чека"
+        AWAITING_CARD = "awaiting_card", "ожидание оплаты картой"
+        SENDING_TO_IIKO = "sending_to_iiko", "передача в iiko"
+        COMPLETED = "completed", "выполнен"
+        CANCELLED = "cancelled", "отменён"
+        FAILED = "failed", "не выполнен"
+        NOT_DELIVERED = "not_delivered", "не передан в iiko"
+        NEEDS_ATTENTION = "needs_attention", "требует внимания"
+
+    class OrderType(models.TextChoices):
+        TAKEAWAY = "takeaway", "с собой"
+        DINE_IN = "dine_in", "в зале"
+
+    class Payment(models.TextChoices):
+        CARD = "card", "картой"
+
+    class Step(models.TextChoices):
+        """Where the checkout is (``nekassir.checkout``); ``status`` is what the kiosk sees."""
+
+        SELL = "sell", "чек прихода"
+        CARD = "card", "оплата картой"
+        IIKO = "iiko", "передача в iiko"
+        ANNUL = "annul", "аннулирование чека"
+        DONE = "done", "завершён"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="orders")
+    number = models.CharField("номер", max_length=24, db_index=True, help_text="Номер для гостя, например K1-042.")
+    business_date = models.DateField("день")
+    seq = models.PositiveIntegerField("порядковый номер за день")
+    status = models.CharField(
+        "состояние", max_length=20, choices=Status.choices, default=Status.RECEIVED, db_index=True
+    )
+    order_type = models.CharField("тип заказа", max_length=10, choices=OrderType.choices)
+    payment = models.CharField("оплата", max_length=10, choices=Payment.choices, default=Payment.CARD)
+    phone = models.CharField("телефон гостя", max_length=16, blank=True)
+    email_or_phone = models.CharField("электронный чек на", max_length=64, blank=True)
+    total = models.DecimalField("сумма", max_digits=12, decimal_places=2)
+    request_body = models.JSONField("запрос киоска", editable=False)
+    body_hash = models.CharField(max_length=64, editable=False)
+    error_code = models.CharField("код ошибки", max_length=64, blank=True)
+    error_message = models.CharField("сообщение для гостя", max_length=255, blank=True)
+    # --- the checkout's persisted progress (each id saved before its device call) ---------------
+    step = models.CharField("шаг", max_length=8, choices=Step.choices, default=Step.SELL, db_index=True)
+    shift = models.ForeignKey(
+        "fiscal.Shift", verbose_name="смена", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    sell_operation = models.OneToOneField(
+        "fiscal.FiscalOperation", verbose_name="чек прихода", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="sold_order",
+    )
+    annul_operation = models.OneToOneField(
+        "fiscal.FiscalOperation", verbose_name="чек возврата (аннулирование)", null=True, blank=True,
+        on_delete=models.PROTECT, related_name="annulled_order",
+    )
+    card_sale = models.OneToOneField(
+        "payments.CardOperation", verbose_name="оплата картой", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="paid_order",
+    )
+    iiko_number = models.CharField("номер в iiko", max_length=32, blank=True)
+    iiko_state = models.CharField("состояние в iiko", max_length=32, blank=True)
+    retry_at = models.DateTimeField("повторить после", null=True, blank=True, db_index=True)
+    checkout_attempts = models.PositiveIntegerField("отложено раз", default=0)
+
+    created_at = models.DateTimeField("создан", auto_now_add=True, db_index=True)
+    # auto_now only acts on save(): compare-and-set .update() calls must set it themselves.
+    updated_at = models.DateTimeField("изменён", auto_now=True)
+
+    class Meta:
+        verbose_name = "заказ"
+        verbose_name_plural = "заказы"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kiosk", "business_date", "seq"], name="order_pickup_seq_per_kiosk_day"),
+            models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.get_status_display()})"
+
+    def __repr__(self) -> str:
+        return f"<Order {self.number} {self.pk}>"
+
+
+class OrderLine(models.Model):
+    """One product of an order: ``name`` as iiko has it, ``receipt_name`` as the receipt prints it.
+
+    ``amount`` = ``price`` × ``quantity`` rounded half-up to kopecks, modifiers not included.
+    """
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField("позиция")
+    product_id = models.UUIDField("товар iiko")
+    size_id = models.UUIDField("размер iiko", null=True, blank=True)
+    name = models.CharField("название", max_length=1000)
+    receipt_name = models.CharField("название в чеке", max_length=128)
+    price = models.DecimalField("цена", max_digits=12, decimal_places=2)
+    quantity = models.DecimalField("количество", max_digits=12, decimal_places=3)
+    unit = models.CharField(
+        "единица", max_length=16, choices=MeasurementUnit.choices, default=MeasurementUnit.PIECE
+    )
+    vat = models.CharField("НДС", max_length=8, choices=Vat.choices)
+    amount = models.DecimalField("стоимость", max_digits=12, decimal_places=2)
+
+    class Meta:
+        verbose_name = "позиция заказа"
+        verbose_name_plural = "позиции заказа"
+        ordering = ["order", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "position"], name="order_line_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_name} × {self.quantity}"
+
+    @staticmethod
+    def amount_of(price: Decimal, quantity: Decimal) -> Decimal:
+        return to_kopecks(price * quantity)
+
+
+class OrderModifier(models.Model):
+    """A modifier of a line (a syrup in a coffee), a priced item of its own in iiko.
+
+    ``quantity`` is per ONE unit of the parent line, as iiko counts a modifier's ``amount``
+    (its default "amount depends on the parent's amount"): two coffees with one syrup each are a
+    line of quantity 2 and a modifier of quantity 1. So the modifier's money is
+    ``amount`` = ``price`` × ``quantity`` × line quantity, rounded half-up to kopecks, and on the
+    receipt a priced modifier is its own position of ``receipt_quantity`` units at ``price``.
+    ``vat`` is the modifier's own code, or the line's when the kiosk sent none.
+    """
+
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="modifiers")
+    position = models.PositiveSmallIntegerField("позиция в строке")
+    product_id = models.UUIDField("модификатор iiko")
+    group_id = models.UUIDField("группа модификаторов iiko", null=True, blank=True)
+    name = models.CharField("название", max_length=1000)
+    receipt_name = models.CharField("название в чеке", max_length=128)
+    price = models.DecimalField("цена", max_digits=12, decimal_places=2)
+    quantity = models.DecimalField("количество на единицу позиции", max_digits=12, decimal_places=3)
+    vat = models.CharField("НДС", max_length=8, choices=Vat.choices)
+    amount = models.DecimalField("стоимость", max_digits=12, decimal_places=2)
+
+    class Meta:
+        verbose_name = "модификатор"
+        verbose_name_plural = "модификаторы"
+        ordering = ["line", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["line", "position"], name="order_modifier_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_name} × {self.quantity}"
+
+    @property
+    def receipt_quantity(self) -> Decimal:
+        """Units on the receipt: per-unit quantity × the line's quantity (up to 6 decimals)."""
+        return self.quantity * self.line.quantity
+
+    @staticmethod
+    def amount_of(price: Decimal, quantity: Decimal, line_quantity: Decimal) -> Decimal:
+        return to_kopecks(price * quantity * line_quantity)
+
+
+class IikoAttempt(models.Model):
+    """One attempt to create the order in iiko, with its own iiko order id saved before the call,
+    and every request and answer kept (``nekassir.iiko_delivery``)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "сохранена, не отправлена"
+        SENT = "sent", "отправлена"
+        UNKNOWN = "unknown", "исход неизвестен"
+        SUCCESS = "success", "заказ создан"
+        ERROR = "error", "ошибка"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="iiko_attempts")
+    iiko_order_id = models.CharField("id заказа в iiko", max_length=36, unique=True)
+    as_delivery = models.BooleanField("как доставка-самовывоз", default=False)
+    state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    request = models.JSONField("запрос", default=dict)
+    responses = models.JSONField("ответы", default=list)
+    error_message = models.TextField("ошибка", blank=True)
+    iiko_number = models.CharField("номер в iiko", max_length=32, blank=True)
+    iiko_status = models.CharField("статус в iiko", max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "попытка передачи в iiko"
+        verbose_name_plural = "попытки передачи в iiko"
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"iiko {self.iiko_order_id} ({self.get_state_display()})"

@@ -199,3 +199,24 @@ SETTLEMENT_ATTEMPTS = env_int("SETTLEMENT_ATTEMPTS", 3, minimum=1, maximum=10)
 SETTLEMENT_RETRY_DELAY = env_float("SETTLEMENT_RETRY_DELAY", 5.0, minimum=0)
 # A shift close waits this long for a payment in progress on the kiosk before settling without it.
 CLOSE_WAIT_FOR_TERMINAL = env_float("CLOSE_WAIT_FOR_TERMINAL", 120.0, minimum=0)
+
+# --- Checkout -------------------------------------------------------------------------------------
+SALE_LOCK_WAIT = env_float("SALE_LOCK_WAIT", 30.0, minimum=0)
+CHECKOUT_RETRY_BASE = env_float("CHECKOUT_RETRY_BASE", 2.0, minimum=0.1)
+CHECKOUT_RETRY_MAX = env_float("CHECKOUT_RETRY_MAX", 60.0, minimum=1)
+CHECKOUT_STALE_AFTER = env_float("CHECKOUT_STALE_AFTER", 120.0, minimum=1)
+# iiko: attempts (each with its own iiko order id) and the pauses between them, then not_delivered.
+IIKO_HTTP_TIMEOUT = env_float("IIKO_HTTP_TIMEOUT", 20.0, minimum=0.1)
+IIKO_MAX_ATTEMPTS = env_int("IIKO_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+IIKO_RETRY_DELAYS = [float(x) for x in env_list("IIKO_RETRY_DELAYS", ["2", "5", "15"])]
+IIKO_CREATE_WAIT = env_float("IIKO_CREATE_WAIT", 30.0, minimum=1)
+IIKO_POLL_INTERVAL = env_float("IIKO_POLL_INTERVAL", 1.0, minimum=0.01)
+
+# --- Shifts ---------------------------------------------------------------------------------------
+# A manual close waits this long for a payment in progress on the kiosk, then refuses.
+CLOSE_WAIT_FOR_SALE = env_float("CLOSE_WAIT_FOR_SALE", 60.0, minimum=0)
+# The automatic close: this long before the register's own expiredTime (an expired shift blocks
+# sales), optionally also at a quiet hour (venue time, "HH:MM"), waiting this long for an order.
+SHIFT_CLOSE_MARGIN = env_float("SHIFT_CLOSE_MARGIN", 600.0, minimum=0)
+SHIFT_CLOSE_AT = env_str("SHIFT_CLOSE_AT", "")
+AUTO_CLOSE_WAIT_FOR_ORDER = env_float("AUTO_CLOSE_WAIT_FOR_ORDER", 300.0, minimum=0)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from nekassir import views
 
@@ -9,4 +9,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # The kiosk JSON API (nekassir.api): /api/v1/orders, /api/v1/openapi.json.
+    path("api/", include("nekassir.api.urls")),
 ]

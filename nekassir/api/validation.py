@@ -1,0 +1,67 @@
+"""Checking a parsed order body against ``OrderIn``, with field errors in Russian (422)."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from pydantic import ValidationError
+from pydantic_core.core_schema import ErrorType
+
+from nekassir.api.errors import ApiError, safe_text
+from nekassir.api.schemas import OrderIn
+from nekassir.models import Kiosk
+
+# pydantic's own error types, in the guest-facing language. Our custom types carry Russian already.
+_MESSAGES = {
+    "missing": "Обязательное поле.",
+    "extra_forbidden": "Неизвестное поле.",
+    "string_type": "Ожидается строка.",
+    "string_too_short": "Пустая строка.",
+    "string_too_long": "Строка длиннее {max_length} символов.",
+    "enum": "Недопустимое значение. Допустимо: {expected}.",
+    "literal_error": "Недопустимое значение. Допустимо: {expected}.",
+    "uuid_type": "Ожидается UUID.",
+    "uuid_parsing": "Ожидается UUID.",
+    "uuid_version": "Ожидается UUID.",
+    "list_type": "Ожидается массив.",
+    "too_short": "Нужен хотя бы один элемент.",
+    "too_long": "Больше {max_length} элементов.",
+    "model_type": "Ожидается объект.",
+    "model_attributes_type": "Ожидается объект.",
+    "dict_type": "Ожидается объект.",
+}
+_DEFAULT_MESSAGE = "Некорректное значение."
+_BUILTIN_TYPES = frozenset(get_args(ErrorType))
+
+
+def _message(error: dict[str, Any]) -> str:
+    template = _MESSAGES.get(error["type"])
+    if template is None:
+        # PydanticCustomError messages are ours (Russian); anything else gets a neutral text.
+        return _DEFAULT_MESSAGE if error["type"] in _BUILTIN_TYPES else error["msg"]
+    try:
+        return template.format(**error.get("ctx", {}))
+    except (KeyError, IndexError):
+        return _DEFAULT_MESSAGE
+
+
+def _field(error: dict[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    if not loc:
+        return str((error.get("ctx") or {}).get("field", ""))
+    return safe_text(".".join(str(part) for part in loc))
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as ``[{"field", "code", "message"}]``, never echoing the input."""
+    return [
+        {"field": _field(error), "code": error["type"], "message": _message(error)}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def validate_order(body: dict[str, Any], kiosk: Kiosk) -> OrderIn:
+    try:
+        return OrderIn.model_validate(body, context={"kiosk": kiosk})
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", details=field_errors(exc)) from None

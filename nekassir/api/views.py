@@ -1,0 +1,67 @@
+"""The kiosk API's endpoints. Thin: reading, idempotency, validation and saving live in their modules."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from nekassir.api.body import read_json_object
+from nekassir.api.errors import ApiError
+from nekassir.api.idempotency import body_hash, replayed_order
+from nekassir.api.orders import create_order
+from nekassir.api.schemas import ErrorOut, OrderStatusOut
+from nekassir.api.status import order_status_json
+from nekassir.api.validation import validate_order
+from nekassir.models import Order
+
+router = Router(tags=["orders"])
+
+_ORDER_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderIn"}}},
+    }
+}
+
+
+@router.post(
+    "/orders",
+    response={200: OrderStatusOut, 201: OrderStatusOut, 400: ErrorOut, 401: ErrorOut, 409: ErrorOut,
+              413: ErrorOut, 415: ErrorOut, 422: ErrorOut},
+    summary="Принять заказ киоска (идемпотентно по id)",
+    description=(
+        "201 — новый заказ принят, его оплата картой начинается сразу. 200 — тот же id с тем же телом: "
+        "тот же заказ. 409 `idempotency_conflict` — тот же id с другим телом или от другого киоска "
+        "(проверяется раньше всех остальных проверок тела). 422 `validation_error` — тело не соответствует "
+        "схеме, поля в `error.details`. 400 — тело не JSON-объект."
+    ),
+    openapi_extra=_ORDER_BODY_DOC,
+)
+def post_order(request: HttpRequest):
+    kiosk = request.auth
+    body = read_json_object(request)
+    digest = body_hash(body)
+    order = replayed_order(kiosk, body, digest)
+    if order is not None:
+        return Status(200, order_status_json(order))
+    data = validate_order(body, kiosk)
+    order, created = create_order(kiosk, data, body, digest)
+    return Status(201 if created else 200, order_status_json(order))
+
+
+@router.get(
+    "/orders/{order_id}",
+    response={200: OrderStatusOut, 401: ErrorOut, 404: ErrorOut},
+    summary="Состояние заказа",
+)
+def get_order(request: HttpRequest, order_id: str):
+    try:
+        pk = uuid.UUID(order_id)
+    except ValueError:
+        raise ApiError(404, message="Заказ не найден.") from None
+    order = Order.objects.filter(pk=pk, kiosk=request.auth).first()
+    if order is None:
+        raise ApiError(404, message="Заказ не найден.")
+    return Status(200, order_status_json(order))

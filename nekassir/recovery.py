@@ -1,0 +1,82 @@
+"""Recovery: resume everything a crash, kill -9 or power loss left between states.
+
+Runs at device-cluster start and every minute (django-q2 schedule). It only *queues* work; each job
+takes the device's lock and resumes from the saved ids (ATOL task uuid, our card op id, iiko order
+id), so nothing is charged, printed or sent twice, however often it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from fiscal.models import FiscalDocument, FiscalOperation
+from fiscal.register import FiscalError, register_session
+from nekassir.checkout import resume_due_orders
+from nekassir.locks import DeviceBusy
+from nekassir.models import Kiosk, Order
+from payments.models import CardOperation
+from payments.terminal import TerminalError, terminal_session
+
+log = logging.getLogger(__name__)
+
+
+def recover() -> dict[str, int]:
+    counts = {"registers": 0, "terminals": 0, "readiness": 0}
+    for kiosk in Kiosk.objects.filter(active=True):
+        if FiscalOperation.objects.filter(kiosk=kiosk, state__in=FiscalOperation.UNRESOLVED).exists():
+            async_task("nekassir.recovery.resolve_register", kiosk.pk, cluster="devices")
+            counts["registers"] += 1
+        if CardOperation.objects.filter(kiosk=kiosk, state__in=CardOperation.UNRESOLVED).exists():
+            async_task("nekassir.recovery.resolve_terminal", kiosk.pk, cluster="devices")
+            counts["terminals"] += 1
+        if kiosk.has_register and (not kiosk.register_ready or _unprinted(kiosk).exists()):
+            async_task("nekassir.recovery.check_register_ready", kiosk.pk, cluster="devices")
+            counts["readiness"] += 1
+    counts["orders"] = resume_due_orders()
+    return counts
+
+
+def resolve_register(kiosk_id: int) -> str:
+    kiosk = Kiosk.objects.get(pk=kiosk_id)
+    try:
+        with register_session(kiosk, purpose=f"{kiosk.code}: восстановление", wait=5):
+            return "resolved"
+    except (FiscalError, DeviceBusy) as exc:
+        return f"not yet: {exc}"
+
+
+def resolve_terminal(kiosk_id: int) -> str:
+    kiosk = Kiosk.objects.get(pk=kiosk_id)
+    try:
+        with terminal_session(kiosk, purpose=f"{kiosk.code}: восстановление", wait=5):
+            return "resolved"
+    except (TerminalError, DeviceBusy) as exc:
+        return f"not yet: {exc}"
+
+
+def _unprinted(kiosk: Kiosk):
+    return FiscalDocument.objects.filter(kiosk=kiosk, printed=False)
+
+
+def check_register_ready(kiosk_id: int) -> str:
+    """Is the register printing again (paper back, cover closed)? Then print what is pending
+    (``continuePrint`` for documents written without paper) and wake the orders that wait for it."""
+    kiosk = Kiosk.objects.get(pk=kiosk_id)
+    try:
+        with register_session(kiosk, purpose=f"{kiosk.code}: проверка готовности", wait=5) as session:
+            device = (session.run({"type": "getDeviceStatus"}).result or {}).get("deviceStatus") or {}
+            if device.get("paperPresent") is False or device.get("coverOpened"):
+                return "still not ready"
+            if _unprinted(kiosk).exists():
+                session.run({"type": "continuePrint"}, reference="continuePrint")
+                _unprinted(kiosk).update(printed=True)
+            Kiosk.objects.filter(pk=kiosk.pk).update(register_ready=True, register_problem="")
+    except (FiscalError, DeviceBusy) as exc:
+        return f"not yet: {exc}"
+    # Orders whose annulment waited for the register: their turn now.
+    Order.objects.filter(kiosk=kiosk, step=Order.Step.ANNUL).update(retry_at=timezone.now())
+    resume_due_orders()
+    return "ready"
