@@ -95,6 +95,11 @@ class Shift(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kiosk", "fn_number", "number"], name="shift_unique_per_fn"),
         ]
+        permissions = [
+            ("manage_shift", "Может открывать и закрывать смены"),
+            ("print_xreport", "Может печатать X-отчёт"),
+            ("print_copy", "Может печатать копии документов"),
+        ]
         indexes = [models.Index(fields=["kiosk", "state"], name="shift_kiosk_state")]
 
     def __str__(self) -> str:

@@ -8,6 +8,8 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The service menu (nekassir.panel): venue page, shifts, orders, refunds, kiosk embed.
+    path("", include("nekassir.panel.urls")),
     path("admin/", admin.site.urls),
     # The kiosk JSON API (nekassir.api): /api/v1/orders, /api/v1/openapi.json.
     path("api/", include("nekassir.api.urls")),

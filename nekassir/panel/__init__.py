@@ -1,0 +1,1 @@
+"""The service menu in the browser (server-rendered Django + HTMX)."""
