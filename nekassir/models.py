@@ -115,6 +115,11 @@ class Kiosk(models.Model):
         "тип заказа «самовывоз» (id)", null=True, blank=True, help_text="Для режима доставки-самовывоза."
     )
 
+    service_pin_hash = models.CharField(
+        "PIN сервисного меню", max_length=128, blank=True, editable=False,
+        help_text="Хранится только хеш; задаётся командой или в админке.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
 
     SECRET_FIELDS = ("atol_password", "kkm_password")
@@ -129,6 +134,18 @@ class Kiosk(models.Model):
 
     def __repr__(self) -> str:
         return f"<Kiosk {self.code}>"
+
+    def set_service_pin(self, pin: str) -> None:
+        """The PIN that unlocks the kiosk's embedded service menu (stored hashed, saved at once)."""
+        from django.contrib.auth.hashers import make_password
+
+        self.service_pin_hash = make_password(pin)
+        Kiosk.objects.filter(pk=self.pk).update(service_pin_hash=self.service_pin_hash)
+
+    def check_service_pin(self, pin: str) -> bool:
+        from django.contrib.auth.hashers import check_password
+
+        return bool(self.service_pin_hash) and check_password(pin, self.service_pin_hash)
 
     @property
     def atol_operator(self) -> dict[str, str] | None:
