@@ -16,12 +16,12 @@ _QUANTITY_PLACES = Decimal("0.000001")  # FFD 1.2 allows six decimals of quantit
 
 
 def sell_task(order: Order) -> dict[str, Any]:
-    return _receipt(order, "sell", positions(order), order.total)
+    return receipt_task(order, "sell", positions(order), order.total)
 
 
 def annul_task(order: Order) -> dict[str, Any]:
     """The sellReturn of exactly what the sell receipt had."""
-    return _receipt(order, "sellReturn", positions(order), order.total)
+    return receipt_task(order, "sellReturn", positions(order), order.total)
 
 
 def positions(order: Order) -> list[dict[str, Any]]:
@@ -59,7 +59,7 @@ def _position(name: str, price: Decimal, quantity: Decimal, amount: Decimal, vat
     }
 
 
-def _receipt(order: Order, kind: str, items: list[dict[str, Any]], total: Decimal) -> dict[str, Any]:
+def receipt_task(order: Order, kind: str, items: list[dict[str, Any]], total: Decimal) -> dict[str, Any]:
     kiosk = order.kiosk
     task: dict[str, Any] = {
         "type": kind,

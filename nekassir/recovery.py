@@ -18,6 +18,7 @@ from nekassir.checkout import resume_due_orders
 from nekassir.locks import DeviceBusy
 from nekassir.models import Kiosk, Order
 from payments.models import CardOperation
+from payments.refunds import resume_refunds
 from payments.terminal import TerminalError, terminal_session
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def recover() -> dict[str, int]:
             async_task("nekassir.recovery.check_register_ready", kiosk.pk, cluster="devices")
             counts["readiness"] += 1
     counts["orders"] = resume_due_orders()
+    counts["refunds"] = resume_refunds()
     return counts
 
 

@@ -1,1 +1,277 @@
-"""Refunds from the service menu (being written: interface fixed, see request_refund)."""
+"""Refunds from the service menu: money back to the card, a sellReturn receipt of those lines, and
+optionally the order cancelled in iiko (which has no refunds of its own: PROTOCOLS.md §3).
+
+``request_refund`` saves the Refund, with its amount, under a per-order lock before anything is
+sent; refunds in flight count against what can still be refunded. So a double click or two managers
+at once can never refund twice or more than was paid. ``run_refund`` (a device job) is resumable
+like the checkout: the card operation and the return receipt are each saved before their call.
+
+Amounts of partial refunds telescope: refunding part of a line is priced as "the line's amount for
+everything refunded so far, minus the same before this refund", so however a line is split up, the
+parts add up to exactly what was paid for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from fiscal.models import FiscalOperation
+from fiscal.register import FiscalError, FiscalFailed, register_session
+from fiscal.shifts import ensure_open
+from nekassir.events import record_event
+from nekassir.locks import DeviceBusy, device_lock
+from nekassir.models import Order, OrderLine, OrderModifier, to_kopecks
+from nekassir.receipts import line_position, modifier_position, receipt_task
+from payments.acquiring import rubles_to_kopecks
+from payments.models import CardOperation, Refund, Settlement
+from payments.terminal import TerminalError, terminal_session
+
+log = logging.getLogger(__name__)
+State = Refund.State
+
+
+class RefundError(Exception):
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+# --- how much, and of what ------------------------------------------------------------------------
+def refunded_quantities(order: Order, *, exclude: Refund | None = None) -> dict[int, Decimal]:
+    """Quantities per line already refunded to the card or being refunded now."""
+    done: dict[int, Decimal] = defaultdict(Decimal)
+    refunds = order.refunds.filter(state__in=Refund.ACTIVE, to_card=True)
+    if exclude is not None:
+        refunds = refunds.filter(id__lt=exclude.pk)
+    for refund in refunds:
+        for line_id, quantity in refund.lines.items():
+            done[int(line_id)] += Decimal(quantity)
+    return done
+
+
+def refundable(order: Order) -> dict[int, Decimal]:
+    """What can still be refunded, per OrderLine id."""
+    done = refunded_quantities(order)
+    return {line.pk: line.quantity - done[line.pk] for line in order.lines.all()}
+
+
+def _line_amount(line: OrderLine, quantity: Decimal) -> Decimal:
+    return line.amount if quantity == line.quantity else OrderLine.amount_of(line.price, quantity)
+
+
+def _modifier_amount(modifier: OrderModifier, line: OrderLine, quantity: Decimal) -> Decimal:
+    if quantity == line.quantity:
+        return modifier.amount
+    return OrderModifier.amount_of(modifier.price, modifier.quantity, quantity)
+
+
+def return_positions(refund: Refund) -> list[dict[str, Any]]:
+    """The sellReturn positions of a refund: part amounts that telescope to what was paid."""
+    before = refunded_quantities(refund.order, exclude=refund)
+    items = []
+    lines = {line.pk: line for line in refund.order.lines.prefetch_related("modifiers")}
+    for line_id, raw in sorted(refund.lines.items(), key=lambda kv: lines[int(kv[0])].position):
+        line, quantity = lines[int(line_id)], Decimal(raw)
+        prior = before[line.pk]
+        amount = _line_amount(line, prior + quantity) - _line_amount(line, prior)
+        items.append(line_position(line, quantity, amount))
+        for modifier in line.modifiers.all():
+            if modifier.price > 0:
+                part = _modifier_amount(modifier, line, prior + quantity) - _modifier_amount(modifier, line, prior)
+                items.append(modifier_position(modifier, quantity, part))
+    return items
+
+
+def _clean_quantities(order: Order, quantities: dict[Any, Any]) -> dict[int, Decimal]:
+    remaining = refundable(order)
+    cleaned: dict[int, Decimal] = {}
+    for raw_id, raw_quantity in quantities.items():
+        try:
+            line_id, quantity = int(raw_id), Decimal(str(raw_quantity))
+        except (ValueError, InvalidOperation):
+            raise RefundError("Неверное количество", "bad_quantity") from None
+        if not quantity.is_finite() or quantity < 0 or quantity != quantity.quantize(Decimal("0.001")):
+            raise RefundError("Неверное количество", "bad_quantity")
+        if line_id not in remaining:
+            raise RefundError("Позиция не из этого заказа", "unknown_line")
+        if quantity > remaining[line_id]:
+            raise RefundError("Нельзя вернуть больше, чем оплачено и ещё не возвращено", "above_paid")
+        if quantity > 0:
+            cleaned[line_id] = quantity
+    return cleaned
+
+
+def _paid(order: Order) -> CardOperation:
+    sale = order.card_sale
+    if sale is None or sale.state != CardOperation.State.APPROVED:
+        raise RefundError("Заказ не оплачен картой: возвращать нечего", "not_paid")
+    return sale
+
+
+# --- the request --------------------------------------------------------------------------------
+def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool,
+                   user=None) -> Refund:
+    """Validate and save a refund, then queue it. Raises RefundError with a Russian message."""
+    if not to_card and not cancel_in_iiko:
+        raise RefundError("Выберите: вернуть деньги на карту и/или отменить заказ в iiko", "nothing_selected")
+    try:
+        with device_lock(f"refund:order:{order.pk}", purpose="возврат", wait=10):
+            refund = _create(order, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko, user=user)
+    except DeviceBusy:
+        raise RefundError("По заказу уже оформляется возврат, попробуйте ещё раз", "busy") from None
+    transaction.on_commit(lambda: async_task("payments.refunds.run_refund", refund.pk, cluster="devices",
+                                             task_name=f"refund {refund.pk}"))
+    return refund
+
+
+def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user) -> Refund:
+    order.refresh_from_db()
+    sale = _paid(order) if to_card else None
+    cleaned = _clean_quantities(order, quantities) if to_card else {}
+    if to_card and not cleaned:
+        raise RefundError("Не выбрано ни одной позиции для возврата", "nothing_selected")
+    with transaction.atomic():
+        refund = Refund(order=order, kiosk=order.kiosk, lines={str(k): str(v) for k, v in cleaned.items()},
+                        amount_kopecks=0, to_card=to_card, cancel_in_iiko=cancel_in_iiko, created_by=user)
+        refund.save()
+        if to_card:
+            amount = sum((p["amount"] for p in return_positions(refund)), Decimal("0"))
+            already = sum(r.amount_kopecks for r in order.refunds.filter(state__in=Refund.ACTIVE, to_card=True)
+                          .exclude(pk=refund.pk))
+            kopecks = rubles_to_kopecks(to_kopecks(amount))
+            if kopecks <= 0 or already + kopecks > sale.amount_kopecks:
+                raise RefundError("Сумма возврата больше оплаченной", "above_paid")
+            Refund.objects.filter(pk=refund.pk).update(amount_kopecks=kopecks)
+            refund.amount_kopecks = kopecks
+        record_event("order.refund.requested", kiosk=order.kiosk, user=user, object_ref=f"order:{order.pk}",
+                     message=f"{order.number}: возврат {refund.amount} ₽", data={"refund_id": refund.pk})
+    return refund
+
+
+# --- the job ------------------------------------------------------------------------------------
+def run_refund(refund_id: int) -> str:
+    """Carry the refund out (or on): card, then the return receipt, then iiko. Safe to run again."""
+    refund = Refund.objects.select_related("order", "kiosk").get(pk=refund_id)
+    if refund.state in (State.DONE, State.FAILED):
+        return refund.state
+    _set(refund, state=State.IN_PROGRESS)
+    if refund.to_card:
+        if not _card_step(refund) or not _receipt_step(refund):
+            return refund.state
+    if refund.cancel_in_iiko:
+        _iiko_step(refund)
+    _set(refund, state=State.DONE, finished_at=timezone.now())
+    record_event("order.refund.done", kiosk=refund.kiosk, user=refund.created_by,
+                 object_ref=f"order:{refund.order_id}", message=f"{refund.order.number}: возврат выполнен")
+    return refund.state
+
+
+def _card_step(refund: Refund) -> bool:
+    """Money back: a same-day cancel before the terminal's settlement, a refund after it."""
+    for _ in range(2):  # a refused cancel (the batch was settled after all) falls back to a refund once
+        op = refund.card_operation
+        try:
+            with terminal_session(refund.kiosk, purpose=f"возврат {refund.order.number}", wait=60) as session:
+                if op is None or _retry_as_refund(op):
+                    sale = refund.order.card_sale
+                    settled = op is not None or _settled_since(sale)
+                    kind = CardOperation.Kind.REFUND if settled else CardOperation.Kind.CANCEL
+                    op = session.create(kind, refund.amount_kopecks, original=sale, reference=f"refund:{refund.pk}")
+                    _set(refund, card_operation=op)
+                    session.perform(op)
+        except (TerminalError, DeviceBusy) as exc:
+            _set(refund, message=f"Терминал: {exc}")
+            return False  # resumed by recovery once the terminal is free / resolved
+        op.refresh_from_db()
+        if op.state == CardOperation.State.APPROVED:
+            return True
+        if not _retry_as_refund(op):
+            break
+    if op.unresolved:
+        return False
+    _set(refund, state=State.FAILED, message=f"Банк отказал: {op.message or op.get_state_display()}",
+         finished_at=timezone.now())
+    return False
+
+
+def _retry_as_refund(op: CardOperation) -> bool:
+    return op.kind == CardOperation.Kind.CANCEL and op.state == CardOperation.State.DECLINED
+
+
+def _settled_since(sale: CardOperation) -> bool:
+    return Settlement.objects.filter(kiosk=sale.kiosk, state=Settlement.State.OK,
+                                     created_at__gt=sale.finished_at or sale.created_at).exists()
+
+
+def _receipt_step(refund: Refund) -> bool:
+    """The sellReturn of the refunded lines (the money went back, so the receipt must follow)."""
+    try:
+        with register_session(refund.kiosk, purpose=f"чек возврата {refund.order.number}") as session:
+            op = refund.return_operation
+            if op is None or op.state == FiscalOperation.State.FAILED:
+                ensure_open(session)
+                op = session.create(_return_task(refund), reference=f"refund:{refund.pk}")
+                _set(refund, return_operation=op)
+                session.perform(op)
+    except FiscalFailed as exc:
+        _set(refund, state=State.NEEDS_ATTENTION, message=f"Деньги возвращены, чек возврата ждёт ККТ: {exc}")
+        return False
+    except (FiscalError, DeviceBusy) as exc:
+        _set(refund, message=f"Чек возврата: {exc}")
+        return False
+    return True
+
+
+def _return_task(refund: Refund) -> dict[str, Any]:
+    items = return_positions(refund)
+    total = sum((i["amount"] for i in items), Decimal("0"))
+    return receipt_task(refund.order, "sellReturn", items, total)
+
+
+def _iiko_step(refund: Refund) -> None:
+    from nekassir.iiko_client import IikoError
+    from nekassir.iiko_delivery import IikoNotConfigured, make_iiko_client
+
+    order = refund.order
+    attempt = order.iiko_attempts.filter(state="success").order_by("-id").first()
+    if attempt is None:
+        _set(refund, iiko_state="заказа нет в iiko")
+        return
+    try:
+        with make_iiko_client(refund.kiosk) as client:
+            org = str(refund.kiosk.iiko_organization_id)
+            if attempt.as_delivery:
+                client.cancel_delivery(org, attempt.iiko_order_id)
+            else:
+                client.cancel_order(org, attempt.iiko_order_id, removal_comment=f"Возврат {order.number}")
+    except (IikoError, IikoNotConfigured) as exc:
+        _set(refund, iiko_state=f"ошибка: {exc}"[:64])
+        return
+    _set(refund, iiko_state="отменён")
+    Order.objects.filter(pk=order.pk).update(iiko_state="Cancelled", updated_at=timezone.now())
+
+
+def _set(refund: Refund, **values) -> None:
+    Refund.objects.filter(pk=refund.pk).update(**values)
+    for name, value in values.items():
+        setattr(refund, name, value)
+
+
+def resume_refunds() -> int:
+    """Recovery: refunds left created / in progress / waiting for the register are run again."""
+    count = 0
+    stale = timezone.now() - timedelta(minutes=2)
+    waiting = Refund.objects.filter(state__in=[State.CREATED, State.IN_PROGRESS, State.NEEDS_ATTENTION],
+                                    created_at__lt=stale)
+    for refund_id in waiting.values_list("pk", flat=True):
+        async_task("payments.refunds.run_refund", refund_id, cluster="devices")
+        count += 1
+    return count
