@@ -150,3 +150,18 @@ class FiscalDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_doc_type_display()} ФД {self.fd_number} (ФН {self.fn_number})"
+
+    # FFD tag 1054 "признак расчёта" as the FNS QR code writes it (n=).
+    _QR_OPERATION = {"sell": 1, "sellReturn": 2, "buy": 3, "buyReturn": 4}
+
+    @property
+    def qr(self) -> str:
+        """The receipt's QR code string, the FNS format that the printed receipt carries."""
+        from django.utils import timezone
+
+        if self.doc_type not in self._QR_OPERATION or self.registered_at is None or self.total is None:
+            return ""
+        when = timezone.localtime(self.registered_at).strftime("%Y%m%dT%H%M")
+        return (f"t={when}&s={self.total:.2f}&fn={self.fn_number}&i={self.fd_number}"
+                f"&fp={self.fpd}&n={self._QR_OPERATION[self.doc_type]}")
+

@@ -56,6 +56,12 @@ def test_approved_payment_completes_with_one_receipt_one_sale_one_iiko_order(cli
     assert not venue.iiko.app.schema_violations
     state = status_of(client, venue, order)
     assert state["status"] == "completed" and state["number"] == order.number
+    sell = next(d for d in venue.atol.journal() if d["type"] == "sell")
+    assert state["receipt"]["fd"] == sell["fiscalDocumentNumber"]
+    assert state["receipt"]["receipt_number"] == sell["fiscalReceiptNumber"]
+    assert f"i={sell['fiscalDocumentNumber']}&fp=" in state["receipt"]["qr"] and state["receipt"]["qr"].endswith("n=1")
+    assert state["card"]["rrn"] == venue.kkm.journal()[0]["rrn"] and state["card"]["masked_pan"]
+    assert state["iiko"]["number"] and state["error"] is None
 
 
 def test_declined_payment_is_annulled_and_nothing_goes_to_iiko(client, venue):

@@ -11,16 +11,34 @@ from nekassir.models import Order
 
 def _receipt(order: Order) -> dict[str, Any] | None:
     """``{fd, fpd, receipt_number, shift, date, qr}`` of the sell receipt, once the checkout has one."""
-    return None
+    op = order.sell_operation
+    document = getattr(op, "document", None) if op is not None else None
+    if document is None:
+        return None
+    return {
+        "fd": document.fd_number,
+        "fpd": document.fpd,
+        "receipt_number": document.receipt_number or 0,
+        "shift": document.shift_number or 0,
+        "date": timezone.localtime(document.registered_at).isoformat() if document.registered_at else "",
+        "qr": document.qr,
+    }
 
 
 def _card(order: Order) -> dict[str, Any] | None:
     """``{masked_pan, rrn}`` of the approved card sale, once there is one."""
-    return None
+    sale = order.card_sale
+    if sale is None or sale.state != "approved":
+        return None
+    return {"masked_pan": sale.masked_pan, "rrn": sale.rrn}
 
 
 def _iiko(order: Order) -> dict[str, Any] | None:
     """``{number, state}`` of the order in iiko, once it was sent."""
+    if order.iiko_number or order.iiko_state:
+        return {"number": order.iiko_number or None, "state": order.iiko_state or "Success"}
+    if order.status == Order.Status.NOT_DELIVERED:
+        return {"number": None, "state": "NotDelivered"}
     return None
 
 

@@ -61,7 +61,8 @@ def get_order(request: HttpRequest, order_id: str):
         pk = uuid.UUID(order_id)
     except ValueError:
         raise ApiError(404, message="Заказ не найден.") from None
-    order = Order.objects.filter(pk=pk, kiosk=request.auth).first()
+    orders = Order.objects.select_related("sell_operation__document", "card_sale")
+    order = orders.filter(pk=pk, kiosk=request.auth).first()
     if order is None:
         raise ApiError(404, message="Заказ не найден.")
     return Status(200, order_status_json(order))
