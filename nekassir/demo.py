@@ -8,11 +8,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
+from django.utils import timezone
 
-from nekassir.models import Kiosk, TerminalKind, TerminalTransport
+from nekassir.models import IikoConnection, Kiosk, KioskToken, TerminalKind, TerminalTransport
 
 MANAGER_USERNAME = "manager"
 MANAGERS_GROUP = "Менеджеры"
+# The demo kiosks' service-menu PIN (the kiosk embed); a real venue sets its own in the admin.
+DEMO_PIN = "1234"
 
 
 def emulator_url(name: str) -> str:
@@ -40,7 +43,13 @@ DEMO_KIOSKS: list[dict[str, Any]] = [
 
 @transaction.atomic
 def seed_demo() -> dict[str, Any]:
-    """Create or refresh the demo venue; returns working credentials (the password is new each time)."""
+    """Create or refresh the demo venue; returns working credentials (password and tokens are new each
+    time: the plaintext of either is never stored, so the only working ones are those just issued)."""
+    from nekassir import iiko_emulator as menu
+
+    connection, _ = IikoConnection.objects.update_or_create(
+        name="Демо iiko (эмулятор)", defaults={"base_url": emulator_url("iiko"), "api_login": menu.DEMO_API_LOGIN},
+    )
     kiosks = []
     for spec in DEMO_KIOSKS:
         defaults = {
@@ -49,18 +58,37 @@ def seed_demo() -> dict[str, Any]:
             "atol_url": emulator_url("atol"),
             "kkm_url": emulator_url("kkm"),
             "dc_url": emulator_url("dualconnector") + "/",
+            "iiko": connection,
+            "iiko_organization_id": menu.ORG_ID,
+            "iiko_terminal_group_id": menu.TERMINAL_GROUP_ID,
+            "iiko_payment_type_id": menu.CARD_PAYMENT_TYPE_ID,
+            "iiko_order_type_takeaway_id": menu.ORDER_TYPE_TAKEAWAY_ID,
+            "iiko_order_type_dine_in_id": menu.ORDER_TYPE_DINE_IN_ID,
+            "iiko_order_type_pickup_id": menu.ORDER_TYPE_PICKUP_ID,
         }
-        kiosk, _ = Kiosk.objects.update_or_create(code=spec["code"], defaults=defaults)
-        kiosks.append(kiosk)
+        kiosk, created = Kiosk.objects.update_or_create(code=spec["code"], defaults=defaults)
+        if created or not kiosk.service_pin_hash:
+            kiosk.set_service_pin(DEMO_PIN)
+        KioskToken.objects.filter(kiosk=kiosk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        kiosks.append({"code": kiosk.code, "token": KioskToken.issue(kiosk)})
+    manager = _manager()
+    password = secrets.token_urlsafe(9)
+    manager.set_password(password)
+    manager.save()
+    return {
+        "manager": {"username": MANAGER_USERNAME, "password": password},
+        "kiosks": kiosks,
+        "products": [
+            {"id": p["id"], "name": p["name"], "price": p["price"], "vat": p["vat"]}
+            for p in menu.DEMO_PRODUCTS
+        ],
+    }
+
+
+def _manager() -> User:
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
     group.permissions.set(Permission.objects.filter(content_type__app_label__in=["nekassir", "fiscal", "payments"]))
     manager, _ = User.objects.get_or_create(username=MANAGER_USERNAME, defaults={"is_staff": True})
-    password = secrets.token_urlsafe(9)
-    manager.set_password(password)
     manager.is_staff = True
-    manager.save()
     manager.groups.add(group)
-    return {
-        "manager": {"username": MANAGER_USERNAME, "password": password},
-        "kiosks": [{"code": k.code} for k in kiosks],
-    }
+    return manager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nekassir.demo import seed_demo
+from nekassir.demo import DEMO_PIN, seed_demo
 from nekassir.management.jsoncommand import JsonCommand
 
 
@@ -20,4 +20,4 @@ class Command(JsonCommand):
         manager = result["manager"]
         self.stdout.write(f"Логин менеджера: {manager['username']}  пароль: {manager['password']}")
         for kiosk in result["kiosks"]:
-            self.stdout.write(f"Киоск {kiosk['code']}" + (f"  токен: {kiosk['token']}" if kiosk.get("token") else ""))
+            self.stdout.write(f"Киоск {kiosk['code']}  токен API: {kiosk['token']}  PIN сервисного меню: {DEMO_PIN}")

@@ -1,0 +1,38 @@
+"""python manage.py simulate --orders N --kiosks K: kiosks placing orders through the API (demo, load).
+
+Talks to a running server (``make run``) over HTTP with a fresh token per kiosk; prints what became of
+every order and how long it took.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from django.core.management.base import BaseCommand, CommandError
+
+from nekassir import iiko_emulator as menu
+from nekassir.models import Kiosk, KioskToken
+from nekassir.simulation import SimulatedKiosk, run
+
+
+class Command(BaseCommand):
+    help = "Имитирует киоски, отправляющие заказы через API."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--orders", type=int, default=10)
+        parser.add_argument("--kiosks", type=int, default=1)
+        parser.add_argument("--url", default="http://127.0.0.1:8000")
+        parser.add_argument("--timeout", type=float, default=180, help="секунд на один заказ")
+
+    def handle(self, *args, orders: int, kiosks: int, url: str, timeout: float, **options):
+        chosen = list(Kiosk.objects.filter(active=True).order_by("code")[:kiosks])
+        if len(chosen) < kiosks or kiosks < 1 or orders < 1:
+            raise CommandError(f"Нужно {kiosks} активных киосков (есть {len(chosen)}) и хотя бы один заказ")
+        players = [SimulatedKiosk(k.code, KioskToken.issue(k), menu.DEMO_PRODUCTS) for k in chosen]
+        counts = run(players, url, orders, timeout)
+        durations = [seconds for p in players for _, seconds in p.results if seconds]
+        for status, count in sorted(counts.items()):
+            self.stdout.write(f"{status}: {count}")
+        if durations:
+            self.stdout.write(f"время заказа: медиана {statistics.median(durations):.1f} с, "
+                              f"максимум {max(durations):.1f} с")

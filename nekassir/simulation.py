@@ -1,0 +1,72 @@
+"""Kiosks placing orders through the kiosk API over HTTP (``python manage.py simulate``): demos and load."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import httpx
+
+FINAL = {"completed", "cancelled", "failed", "not_delivered", "needs_attention"}
+
+
+@dataclass
+class SimulatedKiosk:
+    code: str
+    token: str
+    products: list[dict]
+    results: list[tuple[str, float]] = field(default_factory=list)  # (final status, seconds)
+
+
+def random_order(products: list[dict], rng: random.Random) -> dict:
+    lines, total = [], Decimal("0")
+    for product in rng.sample(products, k=min(len(products), rng.randint(1, 3))):
+        quantity = rng.randint(1, 2)
+        price = Decimal(product["price"])
+        line = {"product_id": product["id"], "name": product["name"], "price": f"{price:.2f}",
+                "quantity": str(quantity), "vat": product["vat"], "modifiers": []}
+        if product.get("sizes"):
+            size = product["sizes"][0]
+            line["size_id"], line["price"] = size["id"], size["price"]
+            price = Decimal(size["price"])
+        if product.get("weighed"):
+            line["unit"], line["quantity"] = "kilogram", "0.250"
+            quantity = Decimal("0.250")
+        total += (price * Decimal(quantity)).quantize(Decimal("0.01"))
+        lines.append(line)
+    return {"id": str(uuid.uuid4()), "lines": lines, "total": f"{total:.2f}", "payment": "card",
+            "order_type": rng.choice(["takeaway", "dine_in"])}
+
+
+def play(kiosk: SimulatedKiosk, base_url: str, orders: int, timeout: float, seed: int) -> None:
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {kiosk.token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+        for _ in range(orders):
+            body = random_order(kiosk.products, rng)
+            started = time.monotonic()
+            answer = http.post("/api/v1/orders", json=body)
+            if answer.status_code not in (200, 201):
+                kiosk.results.append((f"http_{answer.status_code}", 0.0))
+                continue
+            status = answer.json()["status"]
+            while status not in FINAL and time.monotonic() - started < timeout:
+                time.sleep(0.3)
+                status = http.get(f"/api/v1/orders/{body['id']}").json()["status"]
+            kiosk.results.append((status if status in FINAL else f"still_{status}", time.monotonic() - started))
+
+
+def run(kiosks: list[SimulatedKiosk], base_url: str, orders: int, timeout: float) -> Counter:
+    per_kiosk = [orders // len(kiosks) + (1 if i < orders % len(kiosks) else 0) for i in range(len(kiosks))]
+    threads = [threading.Thread(target=play, args=(k, base_url, n, timeout, i)) for i, (k, n) in
+               enumerate(zip(kiosks, per_kiosk, strict=True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Counter(status for k in kiosks for status, _ in k.results)
