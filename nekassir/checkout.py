@@ -190,16 +190,20 @@ def _event(order: Order, action: str, message: str) -> None:
     record_event(action, kiosk=order.kiosk, object_ref=f"order:{order.pk}", message=f"{order.number}: {message}")
 
 
-def resume_due_orders(limit: int = 100) -> int:
-    """Recovery: queue every unfinished order whose retry time has come, or that was never started.
+def resume_due_orders(limit: int = 100, *, stale_after: float | None = None, everything: bool = False) -> int:
+    """Recovery: queue every unfinished order whose retry time has come, or that nobody has moved for
+    ``stale_after`` seconds (its process died: kill -9, power loss; or its job was never queued).
+    ``everything``: every unfinished order, whatever its retry time (the device cluster is starting).
 
     Each order is claimed by a compare-and-set on ``retry_at``, so two recoveries running at once
     queue it once; a duplicate run would be harmless anyway (the sale lock and the saved ids).
     """
     now = timezone.now()
-    never_started = Q(step=Step.SELL, sell_operation__isnull=True, retry_at__isnull=True,
-                      created_at__lte=now - timedelta(seconds=settings.CHECKOUT_STALE_AFTER))
-    due = Order.objects.exclude(step=Step.DONE).filter(Q(retry_at__lte=now) | never_started)
+    stale_after = settings.CHECKOUT_STALE_AFTER if stale_after is None else stale_after
+    forgotten = Q(retry_at__isnull=True, updated_at__lte=now - timedelta(seconds=stale_after))
+    due = Order.objects.exclude(step=Step.DONE)
+    if not everything:
+        due = due.filter(Q(retry_at__lte=now) | forgotten)
     queued = 0
     for order_id, retry_at in due.values_list("pk", "retry_at")[:limit]:
         claim = Order.objects.filter(pk=order_id, retry_at=retry_at) if retry_at else Order.objects.filter(

@@ -53,7 +53,8 @@ def deliver(order: Order) -> str:
                 return order.status
             return _deliver(order)
     except DeviceBusy:
-        return order.status  # another worker is delivering it right now
+        # Another worker is delivering it right now; look again later in case that worker dies.
+        return _defer(order)
 
 
 def _deliver(order: Order) -> str:
@@ -63,7 +64,7 @@ def _deliver(order: Order) -> str:
         return _not_delivered(order, str(exc))
     with client:
         for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT):
-            _check(client, order, attempt)
+            _follow(client, order, attempt)  # iiko may still be creating it: wait (bounded) for its answer
         if order.iiko_attempts.filter(state=Attempt.SUCCESS).exists():
             return _completed(order)
         if order.iiko_attempts.filter(state__in=IN_DOUBT).exists():

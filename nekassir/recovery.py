@@ -24,7 +24,9 @@ from payments.terminal import TerminalError, terminal_session
 log = logging.getLogger(__name__)
 
 
-def recover() -> dict[str, int]:
+def recover(*, at_start: bool = False) -> dict[str, int]:
+    """Queue the resumption of everything unfinished. ``at_start``: the device cluster is starting, so
+    whatever it was running was cut off: every unfinished order is resumed, however recent."""
     counts = {"registers": 0, "terminals": 0, "readiness": 0}
     for kiosk in Kiosk.objects.filter(active=True):
         if FiscalOperation.objects.filter(kiosk=kiosk, state__in=FiscalOperation.UNRESOLVED).exists():
@@ -36,7 +38,7 @@ def recover() -> dict[str, int]:
         if kiosk.has_register and (not kiosk.register_ready or _unprinted(kiosk).exists()):
             async_task("nekassir.recovery.check_register_ready", kiosk.pk, cluster="devices")
             counts["readiness"] += 1
-    counts["orders"] = resume_due_orders()
+    counts["orders"] = resume_due_orders(everything=at_start)
     counts["refunds"] = resume_refunds()
     return counts
 

@@ -25,6 +25,10 @@ class Command(BaseCommand):
     help = "Запускает кластер django-q2 для работы с устройствами (по рабочему процессу на киоск)."
 
     def handle(self, *args, **options):
+        from nekassir.recovery import recover
+
+        # Whatever a previous cluster was doing when it stopped (kill -9, power loss) is resumed first.
+        self.stdout.write(f"recovery queued: {recover(at_start=True)}")
         env = {**os.environ, "Q_CLUSTER_NAME": "devices", "Q_DEVICE_WORKERS": str(device_workers())}
         self.stdout.write(f"device cluster: {env['Q_DEVICE_WORKERS']} workers")
         self.stdout.flush()
