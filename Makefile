@@ -39,3 +39,6 @@ test: lint test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) var
+
+# Long runs with their own targets (soak, fuzz, bench): one file each under mk/.
+-include mk/*.mk
