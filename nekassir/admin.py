@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.db import models
 
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import DeviceLock, Event, Kiosk
@@ -16,8 +15,6 @@ class KioskForm(SecretFieldsForm):
 @admin.register(Kiosk)
 class KioskAdmin(admin.ModelAdmin):
     form = KioskForm
-    # Devices on the venue LAN speak plain HTTP: an address typed without a scheme means http://.
-    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     list_display = ("code", "name", "active", "has_register", "atol_url", "terminal_transport", "register_ready",
                     "terminal_ready")
     list_filter = ("active", "has_register", "terminal_transport")

@@ -29,3 +29,17 @@ class ExactJSONField(models.TextField):
 
     def value_to_string(self, obj: Any) -> str:
         return wirejson.dumps(self.value_from_object(obj))
+
+
+class LanURLField(models.URLField):
+    """An address on the venue LAN: typed without a scheme it means http:// (devices speak plain HTTP)."""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"assume_scheme": "http", **kwargs})
+
+
+class CloudURLField(models.URLField):
+    """An address on the internet (iiko Cloud): without a scheme it means https://."""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"assume_scheme": "https", **kwargs})

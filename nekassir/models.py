@@ -12,6 +12,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from nekassir.fields import CloudURLField, LanURLField
+
 
 class TaxationType(models.TextChoices):
     OSN = "osn", "ОСН"
@@ -49,7 +51,7 @@ class Kiosk(models.Model):
 
     # --- ATOL fiscal register through ATOL Web Server ------------------------------------------
     has_register = models.BooleanField("есть свой ККТ АТОЛ", default=True)
-    atol_url = models.URLField("адрес ATOL Web Server", blank=True, help_text="Например http://192.168.1.21:16732")
+    atol_url = LanURLField("адрес ATOL Web Server", blank=True, help_text="Например http://192.168.1.21:16732")
     atol_device_id = models.CharField(
         "deviceID в ATOL Web Server", max_length=64, blank=True,
         help_text="Пусто — устройство по умолчанию веб-сервера.",
@@ -79,13 +81,13 @@ class Kiosk(models.Model):
     terminal_kind = models.CharField(
         "вид терминала", max_length=20, choices=TerminalKind.choices, default=TerminalKind.SBERBANK
     )
-    kkm_url = models.URLField("адрес KKM Server", blank=True, help_text="Например http://192.168.1.21:5893")
+    kkm_url = LanURLField("адрес KKM Server", blank=True, help_text="Например http://192.168.1.21:5893")
     kkm_device_number = models.PositiveIntegerField(
         "номер устройства в KKM Server", default=0, help_text="0 — первый свободный терминал."
     )
     kkm_username = models.CharField("пользователь KKM Server", max_length=64, blank=True)
     kkm_password = models.CharField("пароль KKM Server", max_length=128, blank=True)
-    dc_url = models.URLField("адрес сервиса DualConnector", blank=True, help_text="Например http://127.0.0.1:9015/")
+    dc_url = LanURLField("адрес сервиса DualConnector", blank=True, help_text="Например http://127.0.0.1:9015/")
     dc_operation_codes = models.JSONField(
         "коды операций DualConnector", default=dict, blank=True,
         help_text='Переопределение кодов, например {"emergency_cancel": 56}. Пусто — коды по умолчанию.',
@@ -212,7 +214,7 @@ class IikoConnection(models.Model):
     """
 
     name = models.CharField("название", max_length=100, default="iiko")
-    base_url = models.URLField("адрес iiko Cloud API", default="https://api-ru.iiko.services")
+    base_url = CloudURLField("адрес iiko Cloud API", default="https://api-ru.iiko.services")
     api_login = models.CharField("apiLogin (v1)", max_length=128, blank=True)
     app_id = models.CharField("appId (v2)", max_length=64, blank=True)
     client_secret = models.CharField("clientSecret (v2)", max_length=256, blank=True)
