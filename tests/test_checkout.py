@@ -187,3 +187,16 @@ def test_a_checkout_run_again_repeats_nothing(client, venue):
     assert receipts(venue) == ["sell"]
     assert card_ops(venue.kkm) == [("sale", "approved")]
     assert len(venue.iiko.journal()) == 1
+
+
+def test_a_kiosk_set_to_pickup_deliveries_sends_deliveries_create_with_the_phone(client, venue):
+    from nekassir.models import Kiosk
+
+    Kiosk.objects.filter(code="K1").update(iiko_send_as_delivery=True)
+    body = order_body((demo.PRODUCT_BURGER_ID, "1"), phone="+79161234567")
+    order = place(client, venue, body=body)
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED, order.error_message
+    (created,) = venue.iiko.journal()
+    assert created["kind"] == "delivery" and created["phone"] == "+79161234567"
+    assert created["orderTypeId"] == demo.ORDER_TYPE_PICKUP_ID
