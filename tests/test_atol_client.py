@@ -23,7 +23,8 @@ from fiscal.atol_errors import (
     AtolUnreachable,
     AtolValidationError,
 )
-from nekassir.emulator_http import EmulatorApp, Response, json_response
+from nekassir.emulator_http import Response, json_response
+from tests.fake_servers import BadAtolServer
 
 
 def new_uuid() -> str:
@@ -263,28 +264,6 @@ def test_unknown_uuid_without_repost_is_not_found(atol_emulator):
 
 
 # --- a server that answers badly ----------------------------------------------------------------
-class BadServer(EmulatorApp):
-    """Answers POSTs normally and GETs with whatever the test chose."""
-
-    name = "bad-atol"
-
-    def __init__(self, answer: Response):
-        super().__init__()
-        self.answer = answer
-
-    def handle_protocol(self, request):
-        if request.method == "POST":
-            body = request.json()
-            return json_response({"number": 1, "uuid": body["uuid"], "isBlocked": False, "blockedUUID": ""}, 201)
-        return self.answer
-
-    def journal(self):
-        return []
-
-    def reset(self):
-        pass
-
-
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
@@ -297,7 +276,7 @@ class BadServer(EmulatorApp):
     ids=["malformed-json", "unknown-status", "http-500", "empty-results", "timeout"],
 )
 def test_bad_answers_are_typed_unknown_outcomes(serve_emulator, answer, error):
-    server = serve_emulator(BadServer(answer))
+    server = serve_emulator(BadAtolServer(answer))
     client = AtolClient(server.url, timeout=0.3, poll_interval=0.02, max_wait=0.5)
     with pytest.raises(error) as info:
         client.execute(new_uuid(), [{"type": "openShift"}])

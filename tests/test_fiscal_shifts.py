@@ -14,9 +14,10 @@ from fiscal.register import (
     register_lock_key,
     register_session,
 )
-from nekassir.emulator_http import EmulatorApp, Response, json_response
+from nekassir.emulator_http import Response, json_response
 from nekassir.locks import DeviceBusy, device_lock
 from tests.factories import make_kiosk
+from tests.fake_servers import BadAtolServer
 from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,25 +162,6 @@ def test_two_registers_in_parallel(atol_emulator):
     assert journal_types(atol_emulator, "K1") == journal_types(atol_emulator, "K2") == ["openShift", "closeShift"]
 
 
-class GarbageServer(EmulatorApp):
-    name = "garbage"
-
-    def __init__(self, answer: Response):
-        super().__init__()
-        self.answer = answer
-
-    def handle_protocol(self, request):
-        if request.method == "POST":
-            return json_response({"number": 1, "uuid": request.json()["uuid"], "isBlocked": False}, 201)
-        return self.answer
-
-    def journal(self):
-        return []
-
-    def reset(self):
-        pass
-
-
 @pytest.mark.parametrize(
     "answer",
     [
@@ -191,7 +173,7 @@ class GarbageServer(EmulatorApp):
 )
 def test_bad_answers_leave_a_journal_row_in_unknown(serve_emulator, settings, answer):
     settings.ATOL_MAX_WAIT = 0.3
-    server = serve_emulator(GarbageServer(answer))
+    server = serve_emulator(BadAtolServer(answer))
     kiosk = make_kiosk(server.url)
     with pytest.raises(FiscalOutcomeUnknown):
         shifts.open_shift(kiosk)
