@@ -181,6 +181,10 @@ def defer(order: Order, reason: str, code: str = "") -> bool:
     values = {"checkout_attempts": attempts, "retry_at": timezone.now() + timedelta(seconds=delay)}
     if code:
         values.update(error_code=code, error_message=GUEST_MESSAGES.get(code, ""))
+    if attempts >= settings.CHECKOUT_ATTENTION_AFTER and order.status != Status.NEEDS_ATTENTION:
+        # Still retried, but staff must look: a device has not answered for a while.
+        values["status"] = Status.NEEDS_ATTENTION
+        _event(order, "order.needs_attention", f"отложен {attempts} раз: {reason}")
     _set(order, **values)
     log.warning("order=%s kiosk=%s deferred (%s), retry in %ss", order.pk, order.kiosk.code, reason, delay)
     return False

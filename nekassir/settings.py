@@ -205,6 +205,8 @@ SALE_LOCK_WAIT = env_float("SALE_LOCK_WAIT", 30.0, minimum=0)
 CHECKOUT_RETRY_BASE = env_float("CHECKOUT_RETRY_BASE", 2.0, minimum=0.1)
 CHECKOUT_RETRY_MAX = env_float("CHECKOUT_RETRY_MAX", 60.0, minimum=1)
 CHECKOUT_STALE_AFTER = env_float("CHECKOUT_STALE_AFTER", 120.0, minimum=1)
+# After this many deferrals (a device that does not answer) the order shows "needs attention".
+CHECKOUT_ATTENTION_AFTER = env_int("CHECKOUT_ATTENTION_AFTER", 5, minimum=1)
 # iiko: attempts (each with its own iiko order id) and the pauses between them, then not_delivered.
 IIKO_HTTP_TIMEOUT = env_float("IIKO_HTTP_TIMEOUT", 20.0, minimum=0.1)
 IIKO_MAX_ATTEMPTS = env_int("IIKO_MAX_ATTEMPTS", 3, minimum=1, maximum=20)

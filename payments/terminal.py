@@ -170,7 +170,20 @@ class TerminalSession:
         op.save()
         if state == CardOperation.State.UNKNOWN:
             log.warning("kiosk=%s terminal %s %s: outcome unknown (%s)", self.kiosk.code, op.kind, op.op_id, op.reason)
+        self._note_readiness(op)
         return op
+
+    def _note_readiness(self, op: CardOperation) -> None:
+        """The panel's "terminal ready" flag follows what the terminal last showed of itself."""
+        if op.state == CardOperation.State.APPROVED:
+            ready, problem = True, ""
+        elif op.reason in ("not_reachable", "timeout", "lost_answer", "rejected"):
+            ready, problem = False, f"Терминал не отвечает или отказал в доступе ({op.reason})"
+        else:
+            return  # a declined card says nothing about the terminal itself
+        if (self.kiosk.terminal_ready, self.kiosk.terminal_problem) != (ready, problem):
+            Kiosk.objects.filter(pk=self.kiosk.pk).update(terminal_ready=ready, terminal_problem=problem)
+            self.kiosk.terminal_ready, self.kiosk.terminal_problem = ready, problem
 
     # --- resolving unknowns --------------------------------------------------------------------
     def resolve_unresolved(self) -> list[CardOperation]:
