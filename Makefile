@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test test-sqlite test-postgres lint venv system-deps clean
+.PHONY: run test test-sqlite test-postgres test-browser lint venv system-deps clean
 
 # Debian/Ubuntu packages the project needs (only what is missing is installed; needs root or sudo).
 system-deps:
@@ -34,6 +34,11 @@ test-postgres: venv
 	@if $(BIN)/python scripts/pg_ready.py "$(PG_TEST_URL)"; then \
 		DATABASE_URL="$(PG_TEST_URL)" $(BIN)/python -m pytest -p no:cacheprovider; \
 	else echo "PostgreSQL not reachable at $(PG_TEST_URL): PostgreSQL run skipped"; fi
+
+# Just the browser tests (tests/browser, marker "browser"): Playwright driving /usr/bin/chromium; they are
+# part of test-sqlite and test-postgres too. Screenshots land in artifacts/screenshots/.
+test-browser: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -m browser tests/browser
 
 test: lint test-sqlite test-postgres
 

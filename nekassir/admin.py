@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from nekassir.admin_secrets import SecretFieldsForm
@@ -6,10 +7,31 @@ from nekassir.models import DeviceLock, Event, Kiosk
 
 class KioskForm(SecretFieldsForm):
     secret_fields = Kiosk.SECRET_FIELDS
+    service_pin = forms.CharField(
+        label="Новый PIN сервисного меню", required=False, min_length=4, max_length=12,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Открывает сервисное меню на экране киоска. Хранится только хеш; пусто — не менять.",
+    )
 
     class Meta:
         model = Kiosk
         fields = "__all__"
+
+    def clean_service_pin(self) -> str:
+        pin = self.cleaned_data.get("service_pin", "")
+        if pin and not pin.isdigit():
+            raise forms.ValidationError("PIN — только цифры.")
+        return pin
+
+    def save(self, commit: bool = True) -> Kiosk:
+        kiosk = super().save(commit=commit)
+        if self.cleaned_data.get("service_pin"):
+            from django.contrib.auth.hashers import make_password
+
+            kiosk.service_pin_hash = make_password(self.cleaned_data["service_pin"])
+            if commit:
+                kiosk.save(update_fields=["service_pin_hash"])
+        return kiosk
 
 
 @admin.register(Kiosk)
@@ -40,3 +62,7 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# The service menu's models (orders, refunds, tokens, iiko) are registered there.
+import nekassir.panel.admin_registrations  # noqa: E402,F401

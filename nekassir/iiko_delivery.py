@@ -70,8 +70,9 @@ def _deliver(order: Order) -> str:
         if order.iiko_attempts.filter(state__in=IN_DOUBT).exists():
             # iiko cannot tell yet whether an earlier attempt exists: a new one could make a twin.
             return _defer(order)
-        while order.iiko_attempts.count() < settings.IIKO_MAX_ATTEMPTS:
-            done = order.iiko_attempts.count()
+        this_round = order.iiko_attempts.filter(round=order.iiko_round)  # a resend from the panel starts anew
+        while this_round.count() < settings.IIKO_MAX_ATTEMPTS:
+            done = this_round.count()
             if done:
                 delays = settings.IIKO_RETRY_DELAYS or [0.0]
                 time.sleep(delays[min(done - 1, len(delays) - 1)])
@@ -91,6 +92,7 @@ def _attempt(client: IikoClient, order: Order) -> bool | None:
     body = order_body(order, iiko_id)
     attempt = IikoAttempt.objects.create(
         order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery, request=body,
+        round=order.iiko_round,
     )  # saved before the call, with its own id
     _record(attempt, Attempt.SENT)
     try:

@@ -438,6 +438,9 @@ class Order(models.Model):
     )
     iiko_number = models.CharField("номер в iiko", max_length=32, blank=True)
     iiko_state = models.CharField("состояние в iiko", max_length=32, blank=True)
+    iiko_round = models.PositiveSmallIntegerField(
+        "круг передачи в iiko", default=1, help_text="Растёт при повторной отправке из панели: у круга свои попытки."
+    )
     retry_at = models.DateTimeField("повторить после", null=True, blank=True, db_index=True)
     checkout_attempts = models.PositiveIntegerField("отложено раз", default=0)
 
@@ -554,6 +557,7 @@ class IikoAttempt(models.Model):
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="iiko_attempts")
     iiko_order_id = models.CharField("id заказа в iiko", max_length=36, unique=True)
     as_delivery = models.BooleanField("как доставка-самовывоз", default=False)
+    round = models.PositiveSmallIntegerField("круг", default=1)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
     correlation_id = models.CharField(max_length=64, blank=True)
     request = models.JSONField("запрос", default=dict)

@@ -49,3 +49,13 @@ def test_a_password_can_be_changed_and_cleared(admin_client, kiosk):
     assert Kiosk.objects.get().atol_password == "new"
     admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, clear_kkm_password="on"))
     assert Kiosk.objects.get().kkm_password == ""
+
+
+def test_the_service_pin_is_set_in_the_admin_and_stored_hashed(admin_client, kiosk):
+    answer = admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, service_pin="4321"))
+    assert answer.status_code == 302
+    kiosk.refresh_from_db()
+    assert kiosk.check_service_pin("4321") and "4321" not in kiosk.service_pin_hash
+    assert "4321" not in admin_client.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/").content.decode()
+    bad = admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", form_data(kiosk, service_pin="12ab"))
+    assert bad.status_code == 200 and "только цифры" in bad.content.decode()

@@ -1,3 +1,45 @@
+"""The service menu's URLs: each page once for managers and once inside a kiosk's embed.
+
+Manager pages need a login (``manager_view``); the same views under ``/kiosk/<code>/service/`` are
+limited to that kiosk and need its PIN (``embed_view``). Names: ``panel:<name>`` and
+``panel:embed_<name>``; ``Scope.url`` picks the right one.
+"""
+
+from django.urls import path
+
+from nekassir.panel.access import embed_view, manager_view
+from nekassir.panel.views import embed, jobs, orders, shifts, venue
 
 app_name = "panel"
-urlpatterns: list = []
+
+# (route, view, name, kiosk-scoped: its manager route starts with kiosks/<code>/)
+SHARED = [
+    ("orders/", venue.orders, "orders", False),
+    ("orders/<uuid:order_id>/", orders.order, "order", False),
+    ("orders/<uuid:order_id>/refund/", orders.refund, "refund", False),
+    ("orders/<uuid:order_id>/refunds/", orders.refunds, "refunds", False),
+    ("orders/<uuid:order_id>/resend/", orders.resend, "resend", False),
+    ("shifts/<int:shift_id>/", shifts.shift, "shift", False),
+    ("jobs/<int:job_id>/", jobs.job, "job", False),
+    ("block/", venue.kiosk_block, "kiosk_block", True),
+    ("shift/open/", venue.shift_open, "shift_open", True),
+    ("shift/close/", venue.shift_close, "shift_close", True),
+    ("xreport/", venue.xreport, "xreport", True),
+    ("settle/", venue.settle, "settle", True),
+    ("check/", venue.check, "check", True),
+    ("shifts/", shifts.shifts, "shifts", True),
+    ("print/receipt/<int:document_id>/", orders.print_receipt, "print_receipt", True),
+    ("print/slip/<int:operation_id>/", orders.print_slip, "print_slip", True),
+]
+
+urlpatterns = [
+    path("", manager_view(venue.home), name="home"),
+    path("journal/", manager_view(venue.journal), name="journal"),
+    path("kiosk/<str:code>/service/", embed.home, name="embed_home"),
+    path("kiosk/<str:code>/service/lock/", embed.lock, name="embed_lock"),
+]
+for route, view, name, kiosk_scoped in SHARED:
+    manager_route = f"kiosks/<str:code>/{route}" if kiosk_scoped else route
+    urlpatterns.append(path(manager_route, manager_view(view), name=name))
+    urlpatterns.append(path(f"kiosk/<str:code>/service/{route}", embed_view(view, kiosk_scoped=kiosk_scoped),
+                            name=f"embed_{name}"))

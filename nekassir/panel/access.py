@@ -1,0 +1,169 @@
+"""Who may see and do what in the service menu: a ``Scope`` per request, and the lookups that use it.
+
+A page is served either to a logged-in manager (every kiosk, Django permissions) or to a kiosk's own
+browser unlocked with that kiosk's PIN (the embed: that kiosk only, no named user). Views receive the
+scope and fetch objects only through the helpers below, so no view forgets the kiosk restriction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_exempt
+
+from nekassir.models import Event, Kiosk, Order
+
+REFUND = "payments.refund_order"
+MANAGE_SHIFT = "fiscal.manage_shift"
+XREPORT = "fiscal.print_xreport"
+PRINT_COPY = "fiscal.print_copy"
+RESEND = "nekassir.change_order"
+
+SESSION_KEY = "kiosk_unlocked"
+
+# Pages of one kiosk: their manager URL has the kiosk code, their embed URL has it as its prefix.
+KIOSK_URLS = frozenset({"kiosk_block", "shift_open", "shift_close", "xreport", "settle", "check", "shifts",
+                        "print_receipt", "print_slip"})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The viewer: a manager (``user``) or a kiosk's service screen (``kiosk``, unlocked by PIN)."""
+
+    user: Any = None
+    kiosk: Kiosk | None = None
+
+    @property
+    def embed(self) -> bool:
+        return self.kiosk is not None
+
+    @property
+    def base_template(self) -> str:
+        return "panel/embed_base.html" if self.embed else "panel/base.html"
+
+    def can(self, permission: str) -> bool:
+        if self.embed:
+            if permission == REFUND:
+                return settings.KIOSK_SERVICE_REFUNDS
+            return permission in {MANAGE_SHIFT, XREPORT, PRINT_COPY, RESEND}
+        return bool(self.user and self.user.has_perm(permission))
+
+    @cached_property
+    def perms(self) -> dict[str, bool]:
+        """For templates: which actions to offer (each view checks again with ``require``)."""
+        return {"manage_shift": self.can(MANAGE_SHIFT), "xreport": self.can(XREPORT),
+                "print_copy": self.can(PRINT_COPY), "refund": self.can(REFUND), "resend": self.can(RESEND)}
+
+    def require(self, permission: str) -> None:
+        if not self.can(permission):
+            raise PermissionDenied(permission)
+
+    def url(self, name: str, *args: Any) -> str:
+        """The URL of a panel page for this viewer (the embed has its own, under /kiosk/<code>/service/)."""
+        if self.embed:
+            if name in KIOSK_URLS and args:
+                args = args[1:]  # the code is already the embed's prefix (and can only be this kiosk's)
+            return reverse(f"panel:embed_{name}", args=[self.kiosk.code, *args])
+        return reverse(f"panel:{name}", args=args)
+
+    @property
+    def audit_user(self):
+        return self.user if self.user is not None and self.user.is_authenticated else None
+
+    @property
+    def audit_data(self) -> dict[str, str]:
+        return {"via": "kiosk_pin"} if self.embed else {}
+
+    # --- lookups restricted to what this viewer may see -------------------------------------------
+    def kiosks(self):
+        kiosks = Kiosk.objects.filter(active=True, has_register=True)
+        return kiosks.filter(pk=self.kiosk.pk) if self.embed else kiosks
+
+    def get_kiosk(self, code: str) -> Kiosk:
+        return get_object_or_404(self.kiosks(), code=code)
+
+    def orders(self):
+        orders = Order.objects.all()
+        return orders.filter(kiosk=self.kiosk) if self.embed else orders
+
+    def get_order(self, order_id) -> Order:
+        return get_object_or_404(self.orders().select_related("kiosk"), pk=order_id)
+
+    def events(self):
+        events = Event.objects.all()
+        return events.filter(kiosk=self.kiosk) if self.embed else events
+
+
+# --- decorators ----------------------------------------------------------------------------------
+def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A page for logged-in managers; anonymous visitors go to the login form."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if getattr(request, "htmx", False):
+                # An expired session inside a fragment: send the whole page to the login form.
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = f"{reverse('login')}?next={request.get_full_path()}"
+                return response
+            return redirect_to_login(request.get_full_path())
+        return view(request, Scope(user=request.user), *args, **kwargs)
+
+    wrapper.panel_access = "manager"
+    return wrapper
+
+
+def frame_for_kiosk(response: HttpResponse) -> HttpResponse:
+    """Only the configured kiosk origins may frame the embed (browsers prefer this over X-Frame-Options)."""
+    origins = " ".join(["'self'", *settings.KIOSK_FRAME_ORIGINS])
+    response["Content-Security-Policy"] = f"frame-ancestors {origins}"
+    return response
+
+
+def kiosk_unlocked(request: HttpRequest, kiosk: Kiosk) -> bool:
+    unlocked = request.session.get(SESSION_KEY) or {}
+    return unlocked.get("code") == kiosk.code and float(unlocked.get("until", 0)) > time.time()
+
+
+def unlock(request: HttpRequest, kiosk: Kiosk) -> None:
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = {"code": kiosk.code, "until": time.time() + settings.KIOSK_UNLOCK_SECONDS}
+
+
+def lock(request: HttpRequest) -> None:
+    request.session.pop(SESSION_KEY, None)
+
+
+def embed_view(view: Callable[..., HttpResponse], *, kiosk_scoped: bool = False) -> Callable[..., HttpResponse]:
+    """A page of the kiosk's own service screen: that kiosk only, after its PIN; frameable by the kiosk.
+
+    ``kiosk_scoped`` views (``view(request, scope, code, ...)``) get the code of the embed's prefix."""
+
+    @wraps(view)
+    @xframe_options_exempt
+    def wrapper(request: HttpRequest, code: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        kiosk = get_object_or_404(Kiosk, code=code, active=True, has_register=True)
+        if not kiosk_unlocked(request, kiosk):
+            home = reverse("panel:embed_home", args=[kiosk.code])
+            if getattr(request, "htmx", False):
+                response = HttpResponse(status=204)
+                response["HX-Redirect"] = home
+            else:
+                response = HttpResponseRedirect(home)
+            return frame_for_kiosk(response)
+        if kiosk_scoped:
+            kwargs["code"] = kiosk.code
+        return frame_for_kiosk(view(request, Scope(kiosk=kiosk), *args, **kwargs))
+
+    wrapper.panel_access = "embed"
+    return wrapper

@@ -1,0 +1,48 @@
+"""What a finished job made, for the manager to see at once: the closing report and the settlement
+slip after a close, the slip after a settlement, the register's state after a check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fiscal.models import FiscalDocument, Shift
+from nekassir.panel.jobs import JobState
+from nekassir.panel.reconciliation import reconcile_shift, register_totals
+from payments.models import Settlement
+
+
+def closing_report(shift: Shift) -> dict[str, Any]:
+    """The shift-closing report (FD, FPD, receipts count, the register's totals) and its reconciliation."""
+    document = FiscalDocument.objects.filter(shift=shift, doc_type=FiscalDocument.Type.CLOSE_SHIFT).first()
+    return {
+        "shift": shift,
+        "document": document,
+        "totals": register_totals(shift.register_totals),
+        "reconciliation": reconcile_shift(shift),
+    }
+
+
+def outcome(state: JobState, scope) -> dict[str, Any]:
+    from nekassir.panel.jobs import KIOSK_KINDS
+    from nekassir.panel.venue import kiosk_blocks
+
+    data = state.data
+    result: dict[str, Any] = {}
+    # What the page shows around the job is refreshed with it (htmx out-of-band swap).
+    if state.kind in KIOSK_KINDS and state.start.kiosk_id:
+        blocks = kiosk_blocks(scope.kiosks().filter(pk=state.start.kiosk_id), scope)
+        result["block"] = blocks[0] if blocks else None
+    elif state.start.object_ref.startswith("order:"):
+        result["order"] = scope.orders().filter(pk=state.start.object_ref.removeprefix("order:")).first()
+    shift = Shift.objects.select_related("kiosk").filter(pk=data.get("shift_id")).first() if data.get(
+        "shift_id") else None
+    result["shift"] = shift
+    if state.kind == "shift_close" and shift is not None and not shift.is_open:
+        result["closing"] = closing_report(shift)
+        result["settlement"] = (Settlement.objects.filter(shift=shift).select_related("operation")
+                                .order_by("-id").first())
+    if state.kind == "settle" and data.get("settlement_id"):
+        result["settlement"] = Settlement.objects.select_related("operation").filter(pk=data["settlement_id"]).first()
+    if state.kind == "check":
+        result["check"] = data
+    return result

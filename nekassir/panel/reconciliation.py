@@ -1,0 +1,243 @@
+"""Reconciliation of a shift (DESIGN.md, "Invariants"), shown on the shift and order pages.
+
+For every shift: the register's own totals (its counters read at closing) = our fiscal documents of
+the shift (sells − returns) = the card operations made during the shift (approved sales − cancels −
+refunds). Each order in a final state must also be consistent on its own. The functions on plain
+values are pure; ``reconcile_shift`` is the one query helper (a fixed number of queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Prefetch, Sum
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+
+
+def money(value: Any) -> Decimal:
+    """A sum from the register (a JSON number) or the database, as exact kopecks."""
+    if value in (None, ""):
+        return ZERO
+    return Decimal(str(value)).quantize(CENT)
+
+
+@dataclass(frozen=True)
+class Totals:
+    sells: Decimal = ZERO
+    returns: Decimal = ZERO
+    sells_count: int = 0
+    returns_count: int = 0
+
+    @property
+    def net(self) -> Decimal:
+        return self.sells - self.returns
+
+
+# --- pure: totals -------------------------------------------------------------------------------
+def register_totals(raw: dict[str, Any] | None) -> Totals | None:
+    """The register's counters kept at closing (``Shift.register_totals``), or None when not known."""
+    counters = ((raw or {}).get("shift_totals") or {}).get("shiftTotals")
+    if not counters:
+        return None
+    receipts = counters.get("receipts") or {}
+    sell, back = receipts.get("sell") or {}, receipts.get("sellReturn") or {}
+    return Totals(money(sell.get("sum")), money(back.get("sum")), int(sell.get("count") or 0),
+                  int(back.get("count") or 0))
+
+
+def document_totals(rows: Iterable[tuple[str, Any, int]]) -> Totals:
+    """From (doc_type, sum of totals, count) rows of the shift's fiscal documents."""
+    sums = {doc_type: (money(total), count) for doc_type, total, count in rows}
+    sells, sells_count = sums.get("sell", (ZERO, 0))
+    returns, returns_count = sums.get("sellReturn", (ZERO, 0))
+    return Totals(sells, returns, sells_count, returns_count)
+
+
+def card_totals(rows: Iterable[tuple[str, int, int]]) -> Totals:
+    """From (kind, sum of kopecks, count) rows of the shift's approved card operations."""
+    kopecks = {kind: (int(total or 0), count) for kind, total, count in rows}
+    sales, sales_count = kopecks.get("sale", (0, 0))
+    cancels, cancels_count = kopecks.get("cancel", (0, 0))
+    refunds, refunds_count = kopecks.get("refund", (0, 0))
+    return Totals((Decimal(sales) / 100).quantize(CENT), (Decimal(cancels + refunds) / 100).quantize(CENT),
+                  sales_count, cancels_count + refunds_count)
+
+
+def total_gaps(register: Totals | None, documents: Totals, card: Totals) -> list[str]:
+    gaps = []
+    if register is not None:
+        if register.sells != documents.sells:
+            gaps.append(f"Приход: ККТ {register.sells} ₽, наши чеки {documents.sells} ₽")
+        if register.returns != documents.returns:
+            gaps.append(f"Возвраты прихода: ККТ {register.returns} ₽, наши чеки {documents.returns} ₽")
+    if documents.net != card.net:
+        gaps.append(f"Чеки (приход − возвраты) {documents.net} ₽ ≠ операции по картам "
+                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {documents.net - card.net} ₽")
+    return gaps
+
+
+# --- pure: one order ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Doc:
+    state: str  # FiscalOperation.state
+    total: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Card:
+    state: str  # CardOperation.state
+    amount: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class RefundFacts:
+    state: str
+    to_card: bool
+    amount: Decimal
+    card: Card | None = None
+    receipt: Doc | None = None
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    status: str
+    total: Decimal
+    sell: Doc | None = None
+    annul: Doc | None = None
+    sale: Card | None = None
+    refunds: tuple[RefundFacts, ...] = field(default_factory=tuple)
+
+
+PAID_FINAL = {"completed", "not_delivered"}
+UNPAID_FINAL = {"cancelled", "failed"}
+
+
+def order_issues(order: OrderFacts) -> list[str]:
+    """What is inconsistent about one order (empty when it is consistent or not final yet)."""
+    issues: list[str] = []
+    sold = order.sell is not None and order.sell.state == "done"
+    annulled = order.annul is not None and order.annul.state == "done"
+    charged = order.sale is not None and order.sale.state == "approved"
+    if order.status == "needs_attention":
+        issues.append("Заказ требует внимания")
+    if order.status in PAID_FINAL:
+        if not sold:
+            issues.append("Оплачен, но чека прихода нет")
+        elif order.sell.total is not None and order.sell.total != order.total:
+            issues.append(f"Чек прихода на {order.sell.total} ₽, заказ на {order.total} ₽")
+        if not charged:
+            issues.append("Чек пробит, но одобренной оплаты картой нет")
+        elif order.sale.amount != order.total:
+            issues.append(f"Оплата {order.sale.amount} ₽, заказ на {order.total} ₽")
+        if annulled:
+            issues.append("Оплата одобрена, а чек прихода аннулирован")
+    if order.status in UNPAID_FINAL:
+        if charged:
+            issues.append("Заказ отменён, но оплата картой одобрена")
+        if sold and not annulled:
+            issues.append("Заказ не оплачен, а чек прихода не аннулирован")
+    refunded = ZERO
+    for refund in order.refunds:
+        if not refund.to_card or refund.state == "failed":
+            continue
+        refunded += refund.amount
+        if refund.state == "needs_attention":
+            issues.append(f"Возврат {refund.amount} ₽: деньги возвращены, чек возврата ещё не пробит")
+        if refund.state != "done":
+            continue
+        if refund.card is None or refund.card.state != "approved":
+            issues.append(f"Возврат {refund.amount} ₽ выполнен без одобренной операции по карте")
+        elif refund.card.amount != refund.amount:
+            issues.append(f"Возврат {refund.amount} ₽, а по карте возвращено {refund.card.amount} ₽")
+        if refund.receipt is None or refund.receipt.state != "done":
+            issues.append(f"Возврат {refund.amount} ₽ без чека возврата прихода")
+        elif refund.receipt.total is not None and refund.receipt.total != refund.amount:
+            issues.append(f"Чек возврата на {refund.receipt.total} ₽, а возврат на {refund.amount} ₽")
+    paid = order.sale.amount if charged else ZERO
+    if refunded > paid:
+        issues.append(f"Возвращено {refunded} ₽ — больше, чем оплачено ({paid} ₽)")
+    return issues
+
+
+# --- the query helper ---------------------------------------------------------------------------
+@dataclass
+class Reconciliation:
+    register: Totals | None
+    documents: Totals
+    card: Totals
+    gaps: list[str]
+    orders: list[Any]  # the shift's orders, each with ``.issues``
+    shift_open: bool
+
+    @property
+    def order_gaps(self) -> int:
+        return sum(1 for order in self.orders if order.issues)
+
+    @property
+    def ok(self) -> bool:
+        return not self.gaps and not self.order_gaps
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "gap"
+        return "pending" if self.shift_open or self.register is None else "ok"
+
+
+def _doc(op) -> Doc | None:
+    if op is None:
+        return None
+    document = getattr(op, "document", None)
+    return Doc(op.state, document.total if document is not None else None)
+
+
+def _card(op) -> Card | None:
+    return Card(op.state, op.amount) if op is not None else None
+
+
+def facts_of(order) -> OrderFacts:
+    """An order loaded with ``order_queryset`` as plain facts."""
+    refunds = tuple(
+        RefundFacts(r.state, r.to_card, r.amount, _card(r.card_operation), _doc(r.return_operation))
+        for r in order.refunds.all()
+    )
+    return OrderFacts(order.status, order.total, _doc(order.sell_operation), _doc(order.annul_operation),
+                      _card(order.card_sale), refunds)
+
+
+def order_queryset(queryset):
+    """Orders with everything ``facts_of`` reads, in a fixed number of queries."""
+    from payments.models import Refund
+
+    refunds = Refund.objects.select_related("card_operation", "return_operation__document", "created_by")
+    return queryset.select_related(
+        "kiosk", "sell_operation__document", "annul_operation__document", "card_sale",
+    ).prefetch_related(Prefetch("refunds", queryset=refunds))
+
+
+def reconcile_shift(shift) -> Reconciliation:
+    from fiscal.models import FiscalDocument
+    from nekassir.models import Order
+    from payments.models import CardOperation
+
+    documents = document_totals(
+        FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn"])
+        .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n")
+    )
+    card = card_totals(
+        CardOperation.objects.filter(shift=shift, state="approved", kind__in=["sale", "cancel", "refund"])
+        .values("kind").annotate(s=Sum("amount_kopecks"), n=Count("id")).values_list("kind", "s", "n")
+    )
+    register = register_totals(shift.register_totals)
+    orders = list(order_queryset(Order.objects.filter(shift=shift)).order_by("created_at"))
+    for order in orders:
+        order.issues = order_issues(facts_of(order))
+    gaps = [] if shift.is_open else total_gaps(register, documents, card)
+    if not shift.is_open and register is None:
+        gaps.append("Счётчики ККТ при закрытии не прочитаны: сверка с ККТ невозможна")
+    return Reconciliation(register, documents, card, gaps, orders, shift.is_open)

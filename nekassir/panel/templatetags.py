@@ -1,0 +1,63 @@
+"""``{% load panel %}``: URLs for the current viewer (manager or kiosk embed), money, durations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import template
+from django.utils.formats import number_format
+
+from nekassir.panel.qr import qr_svg
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def purl(context, name: str, *args) -> str:
+    """``{% purl "order" order.pk %}``: the page for this viewer (the embed has its own URLs)."""
+    return context["scope"].url(name, *args)
+
+
+@register.filter
+def rub(value) -> str:
+    """1234.5 → «1 234,50 ₽» (money is Decimal end to end)."""
+    if value in (None, ""):
+        return "—"
+    amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    return f"{number_format(amount, 2, use_l10n=True, force_grouping=True)} ₽"
+
+
+@register.filter
+def qty(value) -> str:
+    """1.000 → «1», 0.350 → «0,35»."""
+    if value in (None, ""):
+        return ""
+    amount = Decimal(str(value)).normalize()
+    text = f"{amount:f}"
+    return text.replace(".", ",")
+
+
+@register.filter
+def duration(value) -> str:
+    """A timedelta as «5 ч 12 мин» / «12 мин»; negative as «истекло»."""
+    if not isinstance(value, timedelta):
+        return ""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return "срок вышел"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} ч {minutes:02d} мин" if hours else f"{max(minutes, 1)} мин"
+
+
+@register.filter
+def qr(text: str):
+    return qr_svg(text)
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """A raw request or answer as indented JSON, Cyrillic kept readable (autoescaped by the template)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)

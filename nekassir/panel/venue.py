@@ -1,0 +1,157 @@
+"""The KKT block of each kiosk, from the database only (no device call while a page renders).
+
+Everything is fetched for all kiosks at once: the number of queries does not grow with kiosks,
+orders or shifts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from fiscal.models import FiscalDocument, FiscalOperation, Shift
+from fiscal.register import register_lock_key
+from nekassir.locks import sale_lock_key
+from nekassir.models import DeviceLock, Event, Kiosk, Order
+from nekassir.panel import jobs
+from payments.models import CardOperation, Settlement
+from payments.terminal import terminal_lock_key
+
+ATTENTION = (Order.Status.NOT_DELIVERED, Order.Status.NEEDS_ATTENTION)
+LIST_LIMIT = 20
+
+
+@dataclass
+class Alert:
+    level: str  # bad | warn
+    text: str
+    url: str = ""
+
+
+@dataclass
+class KioskBlock:
+    kiosk: Kiosk
+    shift: Shift | None = None
+    last_shift: Shift | None = None
+    closes_in: timedelta | None = None
+    unprinted: int = 0
+    unresolved_fiscal: int = 0
+    unresolved_card: int = 0
+    check: Event | None = None
+    busy: list[str] = field(default_factory=list)
+    in_progress: int = 0
+    attention: int = 0
+    orders: list[Order] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    unreconciled: list[Shift] = field(default_factory=list)
+    jobs: list[Event] = field(default_factory=list)
+
+    @property
+    def has_terminal(self) -> bool:
+        return bool(self.kiosk.terminal_transport)
+
+    @property
+    def register_ok(self) -> bool:
+        return self.kiosk.register_ready and not self.unresolved_fiscal and not self.unprinted
+
+    @property
+    def check_data(self) -> dict[str, Any]:
+        return self.check.data if self.check is not None else {}
+
+
+def _counts(queryset, ids) -> dict[int, int]:
+    rows = queryset.filter(kiosk_id__in=ids).values("kiosk_id").annotate(n=Count("id"))
+    return dict(rows.values_list("kiosk_id", "n"))
+
+
+def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
+    """The KKT block of every kiosk in ``kiosks`` (a queryset), in a fixed number of queries."""
+    last_check = Event.objects.filter(kiosk=OuterRef("pk"), action=jobs.CHECKED).order_by("-id").values("id")[:1]
+    last_shift = Shift.objects.filter(kiosk=OuterRef("pk")).order_by("-opened_at", "-id").values("id")[:1]
+    open_shift = (Shift.objects.filter(kiosk=OuterRef("pk"), state=Shift.State.OPEN)
+                  .order_by("-opened_at", "-id").values("id")[:1])
+    kiosk_list = list(kiosks.annotate(last_check_id=Subquery(last_check), last_shift_id=Subquery(last_shift),
+                                      open_shift_id=Subquery(open_shift)).order_by("code"))
+    ids = [k.pk for k in kiosk_list]
+    shifts = Shift.objects.in_bulk([i for k in kiosk_list for i in (k.last_shift_id, k.open_shift_id) if i])
+    checks = Event.objects.in_bulk([k.last_check_id for k in kiosk_list if k.last_check_id])
+    unprinted = _counts(FiscalDocument.objects.filter(printed=False), ids)
+    unresolved_fiscal = _counts(FiscalOperation.objects.filter(state__in=FiscalOperation.UNRESOLVED), ids)
+    unresolved_card = _counts(CardOperation.objects.filter(state__in=CardOperation.UNRESOLVED), ids)
+    in_progress = _counts(Order.objects.exclude(step=Order.Step.DONE), ids)
+    attention = _counts(Order.objects.filter(status__in=ATTENTION), ids)
+    listed = list(
+        Order.objects.filter(kiosk_id__in=ids).filter(~Q(step=Order.Step.DONE) | Q(status__in=ATTENTION))
+        .order_by("-created_at")[:LIST_LIMIT]
+    )
+    lock_keys = {}
+    for kiosk in kiosk_list:
+        lock_keys[register_lock_key(kiosk)] = kiosk.pk
+        lock_keys[sale_lock_key(kiosk)] = kiosk.pk
+        if kiosk.terminal_transport:
+            lock_keys[terminal_lock_key(kiosk)] = kiosk.pk
+    locks = DeviceLock.objects.filter(key__in=list(lock_keys)).exclude(holder="").values_list("key", "purpose")
+    since = timezone.now() - timedelta(days=7)
+    settlements = (Settlement.objects.filter(kiosk_id__in=ids, shift__state=Shift.State.CLOSED, created_at__gte=since)
+                   .select_related("shift").order_by("shift_id", "-id"))
+    latest_settlement: dict[int, Settlement] = {}
+    for settlement in settlements:
+        latest_settlement.setdefault(settlement.shift_id, settlement)
+    running = jobs.running_jobs(jobs.KIOSK_KINDS, kiosk_id__in=ids)
+
+    now = timezone.now()
+    margin = timedelta(seconds=settings.SHIFT_CLOSE_MARGIN)
+    blocks = []
+    for kiosk in kiosk_list:
+        block = KioskBlock(
+            kiosk=kiosk, shift=shifts.get(kiosk.open_shift_id), last_shift=shifts.get(kiosk.last_shift_id),
+            unprinted=unprinted.get(kiosk.pk, 0), unresolved_fiscal=unresolved_fiscal.get(kiosk.pk, 0),
+            unresolved_card=unresolved_card.get(kiosk.pk, 0), check=checks.get(kiosk.last_check_id),
+            in_progress=in_progress.get(kiosk.pk, 0), attention=attention.get(kiosk.pk, 0),
+            orders=[o for o in listed if o.kiosk_id == kiosk.pk], jobs=running.get(kiosk.pk, []),
+        )
+        if block.shift is not None and block.shift.expires_at is not None:
+            block.closes_in = block.shift.expires_at - margin - now
+        block.busy = [purpose for key, purpose in locks if lock_keys.get(key) == kiosk.pk and purpose]
+        block.unreconciled = [s.shift for s in latest_settlement.values()
+                              if s.kiosk_id == kiosk.pk and s.state != Settlement.State.OK]
+        block.alerts = _alerts(block, scope)
+        blocks.append(block)
+    return blocks
+
+
+def _alerts(block: KioskBlock, scope) -> list[Alert]:
+    kiosk = block.kiosk
+    alerts = []
+    if not kiosk.register_ready:
+        alerts.append(Alert("bad", f"ККТ не готова: {kiosk.register_problem or 'причина неизвестна'}"))
+    if block.unresolved_fiscal:
+        alerts.append(Alert("bad", f"Операций ККТ с неизвестным исходом: {block.unresolved_fiscal}. "
+                                   "Новые чеки ждут их разрешения."))
+    if block.unprinted:
+        alerts.append(Alert("warn", f"Документов записано в ФН, но не напечатано: {block.unprinted}"))
+    data = block.check_data
+    if data.get("queue_blocked"):
+        alerts.append(Alert("bad", "Очередь заданий ККТ заблокирована"))
+    if block.has_terminal and not kiosk.terminal_ready:
+        alerts.append(Alert("bad", f"Терминал не готов: {kiosk.terminal_problem or 'причина неизвестна'}"))
+    if block.unresolved_card:
+        alerts.append(Alert("bad", f"Операций терминала с неизвестным исходом: {block.unresolved_card}"))
+    for order in block.orders:
+        if order.status in ATTENTION:
+            alerts.append(Alert("bad", f"Заказ {order.number}: {order.get_status_display()}",
+                                scope.url("order", order.pk)))
+    if block.attention > len([o for o in block.orders if o.status in ATTENTION]):
+        alerts.append(Alert("warn", f"Всего заказов, требующих внимания: {block.attention}",
+                            scope.url("orders") + f"?kiosk={kiosk.code}&attention=1"))
+    for shift in block.unreconciled:
+        alerts.append(Alert("warn", f"Смена №{shift.number}: сверка итогов не выполнена (не сверено)",
+                            scope.url("shift", shift.pk)))
+    if block.shift is not None and block.closes_in is not None and block.closes_in <= timedelta(0):
+        alerts.append(Alert("warn", "Смена должна быть закрыта автоматически: ждём закрытия"))
+    return alerts

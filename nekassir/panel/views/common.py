@@ -1,0 +1,36 @@
+"""Helpers shared by the views: rendering for a viewer, and answering a started job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+
+from nekassir.models import Event
+from nekassir.panel import jobs
+from nekassir.panel.access import Scope
+
+STOP_POLLING = 286  # htmx 2: swap this answer and stop the "every 1s" trigger
+
+
+def page(request: HttpRequest, scope: Scope, template: str, context: dict[str, Any] | None = None,
+         status: int = 200) -> HttpResponse:
+    return render(request, template, {"scope": scope, **(context or {})}, status=status)
+
+
+def job_context(scope: Scope, state: jobs.JobState) -> dict[str, Any]:
+    """What the job fragment shows: progress, or the outcome with the documents it made."""
+    from nekassir.panel import outcomes
+
+    return {"scope": scope, "state": state, "outcome": outcomes.outcome(state, scope) if state.finished else None}
+
+
+def job_answer(request: HttpRequest, scope: Scope, start: Event, back: str) -> HttpResponse:
+    """The answer to the POST that started a job: its fragment (htmx) or the page that follows it."""
+    if getattr(request, "htmx", False):
+        state = jobs.job_state(start)
+        return render(request, "panel/_job.html", {**job_context(scope, state), "oob": state.finished})
+    path, _, fragment = back.partition("#")
+    separator = "&" if "?" in path else "?"
+    return HttpResponseRedirect(f"{path}{separator}job={start.pk}" + (f"#{fragment}" if fragment else ""))

@@ -1,0 +1,211 @@
+"""The order page and its actions: refund (by lines), resend to iiko, copies of the receipt and the slip."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import F, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from fiscal.models import FiscalDocument, Shift
+from nekassir.locks import DeviceBusy, device_lock
+from nekassir.models import Order
+from nekassir.panel import jobs
+from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
+from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
+from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
+from nekassir.panel.views.venue import shown_job
+from payments.models import CardOperation, Refund
+
+IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
+
+
+def _order(scope: Scope, order_id) -> Order:
+    order = order_queryset(scope.orders()).select_related("shift").filter(pk=order_id).first()
+    if order is None:
+        raise Http404("no such order")
+    return order
+
+
+def _refundable(order: Order) -> dict[int, Decimal]:
+    from payments.refunds import refundable
+
+    return refundable(order)
+
+
+def _last_refund_id(order: Order) -> int:
+    return order.refunds.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def order_context(scope: Scope, order: Order) -> dict:
+    lines = list(order.lines.prefetch_related("modifiers").order_by("position"))
+    refunds = list(order.refunds.all())
+    remaining = _refundable(order) if order.card_sale_id else {}
+    for line in lines:
+        line.remaining = remaining.get(line.pk, Decimal("0"))
+        line.step = "1" if line.unit == "piece" else "0.001"
+    documents = [d for d in (getattr(order.sell_operation, "document", None),
+                             getattr(order.annul_operation, "document", None)) if d is not None]
+    documents += [r.return_operation.document for r in refunds
+                  if r.return_operation is not None and getattr(r.return_operation, "document", None) is not None]
+    card_ops = []
+    if order.card_sale_id:
+        card_ops = list(CardOperation.objects.filter(Q(pk=order.card_sale_id) | Q(original_id=order.card_sale_id))
+                        .order_by("id"))
+    return {
+        "order": order,
+        "lines": lines,
+        "documents": sorted(documents, key=lambda d: d.fd_number),
+        "card_ops": card_ops,
+        "attempts": list(order.iiko_attempts.order_by("id")),
+        "refunds": refunds,
+        "refunds_active": any(r.state in IN_FLIGHT for r in refunds),
+        "can_refund": scope.can(REFUND) and any(v > 0 for v in remaining.values()),
+        "can_print": scope.can(PRINT_COPY),
+        "can_resend": scope.can(RESEND) and order.status == Order.Status.NOT_DELIVERED,
+        "after": _last_refund_id(order),
+        "issues": order_issues(facts_of(order)),
+        "timeline": scope.events().filter(object_ref=f"order:{order.pk}").exclude(
+            action__in=[jobs.DONE, jobs.FAILED]).select_related("user").order_by("created_at", "id"),
+        "running": jobs.running_jobs(jobs.ORDER_KINDS, object_ref=f"order:{order.pk}").get(order.kiosk_id, []),
+    }
+
+
+@require_GET
+def order(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    current = _order(scope, order_id)
+    state = shown_job(request, scope)
+    return page(request, scope, "panel/order.html", {
+        **order_context(scope, current), "shown": job_context(scope, state) if state else None,
+    })
+
+
+@require_GET
+def refunds(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    """The refunds section, polled while a refund is in flight (286 once none is)."""
+    current = _order(scope, order_id)
+    context = {"scope": scope, **order_context(scope, current)}
+    status = 200 if context["refunds_active"] else STOP_POLLING
+    return render(request, "panel/order.html#refunds", context, status=status if request.htmx else 200)
+
+
+def _quantities(request: HttpRequest, order: Order) -> dict[int, str]:
+    if request.POST.get("full"):
+        return {line_id: str(q) for line_id, q in _refundable(order).items() if q > 0}
+    quantities = {}
+    for name, raw in request.POST.items():
+        if not name.startswith("qty_") or not raw.strip():
+            continue
+        line_id = name.removeprefix("qty_")
+        value = raw.strip().replace(",", ".")
+        try:
+            if Decimal(value) == 0:
+                continue
+        except InvalidOperation:
+            pass  # the service refuses it with its own message
+        quantities[line_id] = value
+    return quantities
+
+
+@require_POST
+def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    """Refund by lines (every line in full = a full refund): money to the card and/or cancel in iiko.
+
+    The form carries the id of the last refund the manager saw; under the order's refund lock a
+    form that was filled before another refund (a double click, a second manager) is refused, so a
+    second click can never make a second refund. The service itself never refunds above what was paid.
+    """
+    from payments.refunds import RefundError, request_refund
+
+    scope.require(REFUND)
+    current = _order(scope, order_id)
+    to_card = request.POST.get("to_card") == "on"
+    cancel_in_iiko = request.POST.get("cancel_in_iiko") == "on"
+    error = ""
+    try:
+        with device_lock(f"refund:order:{current.pk}", purpose="возврат из панели", wait=10):
+            if request.POST.get("after", "") != str(_last_refund_id(current)):
+                error = ("Пока форма была открыта, по заказу оформлен другой возврат. "
+                         "Проверьте возвраты ниже и при необходимости повторите.")
+            else:
+                request_refund(current, _quantities(request, current), to_card=to_card,
+                               cancel_in_iiko=cancel_in_iiko, user=scope.audit_user)
+    except DeviceBusy:
+        error = "По заказу уже оформляется возврат. Обновите страницу и проверьте."
+    except RefundError as exc:
+        error = str(exc)
+    if not error:
+        return HttpResponseRedirect(scope.url("order", current.pk) + "#refunds")
+    current = _order(scope, order_id)
+    return page(request, scope, "panel/order.html", {
+        **order_context(scope, current), "refund_error": error, "posted": request.POST,
+    }, status=200)
+
+
+@require_POST
+def resend(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    """Send a paid order that iiko never got once more (only from not_delivered: compare-and-set)."""
+    scope.require(RESEND)
+    current = _order(scope, order_id)
+    moved = Order.objects.filter(pk=current.pk, status=Order.Status.NOT_DELIVERED).update(
+        step=Order.Step.IIKO, status=Order.Status.SENDING_TO_IIKO, error_code="", error_message="",
+        iiko_round=F("iiko_round") + 1, updated_at=timezone.now(),
+    )
+    back = scope.url("order", current.pk)
+    if not moved:
+        return page(request, scope, "panel/order.html", {
+            **order_context(scope, _order(scope, order_id)),
+            "action_error": "Заказ уже не в состоянии «не передан в iiko»: повторная отправка не нужна.",
+        })
+    start = jobs.start_job(scope, "resend", current.kiosk, object_ref=f"order:{current.pk}",
+                           message=f"{current.number}: повторная передача в iiko")
+    return job_answer(request, scope, start, back=back)
+
+
+@require_POST
+def print_receipt(request: HttpRequest, scope: Scope, code: str, document_id: int) -> HttpResponse:
+    kiosk = scope.get_kiosk(code)
+    scope.require(PRINT_COPY)
+    document = get_object_or_404(FiscalDocument, pk=document_id, kiosk=kiosk)
+    ref, back = _concerns(request, scope, kiosk)
+    start = jobs.start_job(scope, "print_receipt", kiosk, object_ref=ref, data={"document_id": document.pk},
+                           message=f"Копия документа ФД {document.fd_number}")
+    return job_answer(request, scope, start, back=back)
+
+
+@require_POST
+def print_slip(request: HttpRequest, scope: Scope, code: str, operation_id: int) -> HttpResponse:
+    kiosk = scope.get_kiosk(code)
+    scope.require(PRINT_COPY)
+    op = get_object_or_404(CardOperation, pk=operation_id, kiosk=kiosk)
+    ref, back = _concerns(request, scope, kiosk)
+    start = jobs.start_job(scope, "print_slip", kiosk, object_ref=ref, data={"card_operation_id": op.pk},
+                           message=f"Копия слипа: {op.get_kind_display()} {op.rrn or op.op_id}")
+    return job_answer(request, scope, start, back=back)
+
+
+def _concerns(request: HttpRequest, scope: Scope, kiosk) -> tuple[str, str]:
+    """What a copy concerns (for the journal) and the page to come back to: its order or shift."""
+    order_id = request.POST.get("order", "")
+    if order_id:
+        found = scope.orders().filter(pk=order_id, kiosk=kiosk).values_list("pk", flat=True).first() if _uuid(
+            order_id) else None
+        if found:
+            return f"order:{found}", scope.url("order", found)
+    shift_id = request.POST.get("shift", "")
+    if shift_id.isdigit() and Shift.objects.filter(pk=int(shift_id), kiosk=kiosk).exists():
+        return f"shift:{shift_id}", scope.url("shift", int(shift_id))
+    return f"kiosk:{kiosk.code}", scope.url("home")
+
+
+def _uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

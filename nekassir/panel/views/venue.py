@@ -1,0 +1,120 @@
+"""The venue page (every kiosk's KKT block), its fragments, and the kiosk actions (jobs)."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from fiscal.models import Shift
+from nekassir.models import Order
+from nekassir.panel import jobs
+from nekassir.panel.access import Scope
+from nekassir.panel.venue import ATTENTION, kiosk_blocks
+from nekassir.panel.views.common import job_answer, job_context, page
+
+JOURNAL_ON_PAGE = 12
+
+
+def manual_actions(scope: Scope, **where):
+    """The audit journal: every manual action (a named user, or a kiosk's PIN-unlocked screen)."""
+    return (scope.events().filter(Q(user__isnull=False) | Q(action__startswith="panel."), **where)
+            .exclude(action__in=[jobs.DONE, jobs.FAILED]).select_related("user", "kiosk").order_by("-id"))
+
+
+def shown_job(request: HttpRequest, scope: Scope) -> jobs.JobState | None:
+    """``?job=<id>``: the job a plain (non-htmx) POST started, followed on the page it came back to."""
+    raw = request.GET.get("job", "")
+    if not raw.isdigit():
+        return None
+    start = scope.events().filter(pk=int(raw), action__startswith="panel.").select_related("kiosk").first()
+    return jobs.job_state(start) if start is not None else None
+
+
+@require_GET
+def home(request: HttpRequest, scope: Scope) -> HttpResponse:
+    blocks = kiosk_blocks(scope.kiosks(), scope)
+    state = shown_job(request, scope)
+    attention = list(scope.orders().filter(status__in=ATTENTION).select_related("kiosk").order_by("-created_at")[:20])
+    return page(request, scope, "panel/home.html", {
+        "blocks": blocks,
+        "shown": job_context(scope, state) if state else None,
+        "attention": attention,
+        "journal": manual_actions(scope)[:JOURNAL_ON_PAGE],
+    })
+
+
+@require_GET
+def kiosk_block(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    block = kiosk_blocks(scope.kiosks().filter(code=code), scope)
+    if not block:
+        scope.get_kiosk(code)  # 404
+    return render(request, "panel/_kiosk.html#kiosk-state", {"scope": scope, "block": block[0]})
+
+
+def _kiosk_action(request: HttpRequest, scope: Scope, code: str, kind: str, message: str) -> HttpResponse:
+    kiosk = scope.get_kiosk(code)
+    spec = jobs.KINDS[kind]
+    if spec.permission:
+        scope.require(spec.permission)
+    shift = Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).order_by("-id").first()
+    ref = f"shift:{shift.pk}" if shift is not None and kind in ("shift_close", "xreport") else f"kiosk:{kiosk.code}"
+    via = " (сервисное меню киоска)" if scope.embed else ""
+    start = jobs.start_job(scope, kind, kiosk, object_ref=ref, message=f"{message}{via}")
+    return job_answer(request, scope, start, back=scope.url("home") + f"#kiosk-{kiosk.code}")
+
+
+@require_POST
+def shift_open(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    return _kiosk_action(request, scope, code, "shift_open", "Открытие смены вручную")
+
+
+@require_POST
+def shift_close(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    return _kiosk_action(request, scope, code, "shift_close", "Закрытие смены вручную")
+
+
+@require_POST
+def xreport(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    return _kiosk_action(request, scope, code, "xreport", "X-отчёт")
+
+
+@require_POST
+def settle(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    return _kiosk_action(request, scope, code, "settle", "Сверка итогов вручную")
+
+
+@require_POST
+def check(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
+    return _kiosk_action(request, scope, code, "check", "Проверка ККТ")
+
+
+@require_GET
+def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
+    """Every manual action, newest first, and the admin's own change history (who changed which row)."""
+    from django.contrib.admin.models import LogEntry
+    from django.core.paginator import Paginator
+
+    events = Paginator(manual_actions(scope), 50).get_page(request.GET.get("page"))
+    admin_changes = LogEntry.objects.select_related("user", "content_type").order_by("-action_time")[:20]
+    return page(request, scope, "panel/journal.html", {"events": events, "admin_changes": admin_changes})
+
+
+@require_GET
+def orders(request: HttpRequest, scope: Scope) -> HttpResponse:
+    """Find an order: by number, by kiosk, or those that need attention (newest first, 100 at most)."""
+    found = scope.orders().select_related("kiosk", "shift").order_by("-created_at")
+    query = request.GET.get("q", "").strip()
+    if query:
+        found = found.filter(number__icontains=query)
+    if request.GET.get("kiosk"):
+        found = found.filter(kiosk__code=request.GET["kiosk"])
+    if request.GET.get("attention"):
+        found = found.filter(status__in=ATTENTION)
+    return page(request, scope, "panel/orders.html", {
+        "orders": found[:100], "query": query, "kiosks": scope.kiosks().order_by("code"),
+        "statuses": Order.Status, "attention": bool(request.GET.get("attention")),
+        "kiosk_code": request.GET.get("kiosk", ""),
+    })
+

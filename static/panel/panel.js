@@ -1,0 +1,24 @@
+// The service menu's only script: forms that must not be sent twice, confirmations, "mark everything".
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-once]")) return;
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) { event.preventDefault(); return; }
+    if (form.dataset.sent) { event.preventDefault(); return; }  // a second click never sends it again
+    // htmx forms are disabled by hx-disabled-elt while their request runs; plain forms stay disabled.
+    if (!form.hasAttribute("hx-post")) {
+      form.dataset.sent = "1";
+      setTimeout(function () {  // after the browser has taken the form's data (and the clicked button's)
+        form.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      }, 0);
+    }
+  }, true);
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-fill-all]");
+    if (!button) return;
+    button.form.querySelectorAll("input.qty:not([disabled])").forEach(function (input) {
+      input.value = input.dataset.max.replace(",", ".");
+    });
+  });
+})();
