@@ -123,6 +123,16 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# The panel is served over plain HTTP on the venue LAN (no certificate to be had for a LAN address);
+# the HTTPS-only deploy checks are silenced on purpose, each for that reason. A venue that puts the panel
+# behind HTTPS sets SECURE_SSL_REDIRECT / SESSION_COOKIE_SECURE / CSRF_COOKIE_SECURE / SECURE_HSTS_SECONDS
+# through a reverse proxy's settings and can drop these.
+SILENCED_SYSTEM_CHECKS = [
+    "security.W004",  # HSTS: meaningless without HTTPS
+    "security.W008",  # SSL redirect: there is no HTTPS endpoint on the LAN
+    "security.W012",  # secure session cookie: would never be sent over plain HTTP
+    "security.W016",  # secure CSRF cookie: same
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -223,3 +233,24 @@ SHIFT_CLOSE_MARGIN = env_float("SHIFT_CLOSE_MARGIN", 600.0, minimum=0)
 SHIFT_CLOSE_AT = env_str("SHIFT_CLOSE_AT", "")
 AUTO_CLOSE_WAIT_FOR_ORDER = env_float("AUTO_CLOSE_WAIT_FOR_ORDER", 300.0, minimum=0)
 from nekassir.settings_panel import *  # noqa: E402,F403  (the service menu: login throttling, kiosk embed)
+
+# === Alerts to Telegram (nekassir.alerts; issue 7) ===============================================
+# Off unless both TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID are set. The token is a secret: it is never
+# logged nor shown (nekassir.telegram keeps it out of every message).
+TELEGRAM_BOT_TOKEN = env_str("TELEGRAM_BOT_TOKEN", "").strip()
+TELEGRAM_CHAT_ID = env_str("TELEGRAM_CHAT_ID", "").strip()
+if bool(TELEGRAM_BOT_TOKEN) != bool(TELEGRAM_CHAT_ID):
+    _missing = "TELEGRAM_CHAT_ID" if TELEGRAM_BOT_TOKEN else "TELEGRAM_BOT_TOKEN"
+    raise ImproperlyConfigured(f"{_missing}: needed too, since the other Telegram variable is set (alerts)")
+# The Bot API's address: a local fake in tests, or a relay if the venue reaches Telegram through one.
+TELEGRAM_API_URL = env_str("TELEGRAM_API_URL", "https://api.telegram.org")
+TELEGRAM_TIMEOUT = env_float("TELEGRAM_TIMEOUT", 10.0, minimum=0.5)
+# Orders and shifts older than this are never alerted about (switching alerts on does not replay history).
+ALERTS_LOOKBACK_HOURS = env_int("ALERTS_LOOKBACK_HOURS", 48, minimum=1, maximum=24 * 30)
+# Documents not sent to the OFD for longer than this are alerted (the FN blocks sales after 30 days).
+ALERTS_OFD_HOURS = env_int("ALERTS_OFD_HOURS", 24, minimum=1, maximum=24 * 29)
+# Optional: the panel's address as staff open it (e.g. http://192.168.1.10:8000), for links in alerts,
+# and the venue's name, for the first line of each message (one chat may serve several venues).
+ALERTS_PANEL_URL = env_str("ALERTS_PANEL_URL", "")
+ALERTS_VENUE_NAME = env_str("ALERTS_VENUE_NAME", "")
+# === end of alerts settings ========================================================================

@@ -1,0 +1,303 @@
+"""Alerts to the venue's Telegram chat: the problems staff must act on, each sent once.
+
+``scan_and_send()`` runs every minute (a django-q2 schedule of the default cluster). It reads the
+database only — it never calls a device — and finds:
+
+* an order paid but **not delivered to iiko** (per delivery round: a resend that fails again alerts again);
+* an order that **needs attention** (a device has not answered for a while);
+* a closed shift **not reconciled**: its latest settlement failed or was skipped, or the register's own
+  totals differ from our receipts or our receipts from the card operations;
+* a kiosk whose **register** or **terminal is not ready**;
+* **FN warnings** (replace the FN, memory nearly full, …) and **OFD**: documents not sent to the OFD for
+  longer than ``ALERTS_OFD_HOURS``, as stored by the last register check (the panel's "check"), so they
+  are as fresh as that check.
+
+Remembering what was sent: every alert Telegram accepted is an ``Event`` with action ``alert.sent`` and
+``object_ref`` ``alert:<key>``. Order and shift alerts are sent once, ever. A kiosk condition that goes
+away gets an ``alert.cleared`` event (and a short "back to normal" line), so if it comes back it is sent
+again. Nothing is recorded when the message was not accepted: the next scan tries again. Orders and
+shifts older than ``ALERTS_LOOKBACK_HOURS`` are left out, so switching alerts on does not replay history.
+
+Off unless ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_CHAT_ID`` are set; the token never reaches a log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from nekassir.events import record_event
+from nekassir.locks import DeviceBusy, device_lock
+from nekassir.models import Event, Kiosk, Order
+
+log = logging.getLogger(__name__)
+
+SENT = "alert.sent"
+CLEARED = "alert.cleared"
+CHECKED = "fiscal.register.checked"  # the panel's register check (nekassir.panel.jobs.CHECKED)
+LOCK_KEY = "alerts:scan"  # one scan at a time, across clusters and machines
+MESSAGE_LIMIT = 3800  # under the Bot API's 4096 characters, with room for the header
+FN_WARNINGS = {
+    "needReplacement": "ФН нужно заменить",
+    "resourceExhausted": "ресурс ФН исчерпан",
+    "memoryOverflow": "память ФН почти заполнена",
+    "ofdTimeout": "превышено время ожидания ответа ОФД",
+    "criticalError": "критическая ошибка ФН",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # stable identity: object_ref "alert:<key>"
+    kind: str
+    text: str  # one line, Russian, for the chat
+    kiosk_id: int | None = None
+    condition: bool = False  # a kiosk state that can go away (and come back): cleared, then alerted again
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"alert:{self.key}"
+
+
+def configured() -> bool:
+    return bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID)
+
+
+# --- finding problems -----------------------------------------------------------------------------
+def find_problems(now: datetime | None = None) -> list[Problem]:
+    """Every problem present now (sent or not), from the database only."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=settings.ALERTS_LOOKBACK_HOURS)
+    return [*_order_problems(since), *_shift_problems(since), *_kiosk_problems(now)]
+
+
+def _link(name: str, *args: Any) -> str:
+    base = settings.ALERTS_PANEL_URL.rstrip("/")
+    if not base:
+        return ""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return f" {base}{reverse(name, args=args)}"
+    except NoReverseMatch:
+        return ""
+
+
+def _order_problems(since: datetime) -> list[Problem]:
+    problems = []
+    orders = (Order.objects.filter(created_at__gte=since,
+                                   status__in=[Order.Status.NOT_DELIVERED, Order.Status.NEEDS_ATTENTION])
+              .select_related("kiosk").order_by("created_at"))
+    for order in orders:
+        if order.status == Order.Status.NOT_DELIVERED:
+            last = order.iiko_attempts.order_by("-id").values_list("error_message", flat=True).first() or ""
+            reason = f": {last[:200]}" if last else ""
+            problems.append(Problem(
+                f"order:{order.pk}:not_delivered:{order.iiko_round}", "order_not_delivered",
+                f"Заказ {order.number} ({order.total} ₽, киоск {order.kiosk.code}) оплачен, но не передан в iiko"
+                f"{reason}. Передайте его на кухню вручную или повторите отправку." + _link("panel:order", order.pk),
+                order.kiosk_id))
+        else:
+            problems.append(Problem(
+                f"order:{order.pk}:needs_attention", "order_needs_attention",
+                f"Заказ {order.number} (киоск {order.kiosk.code}) требует внимания: "
+                f"{order.error_message or 'устройство долго не отвечает'}" + _link("panel:order", order.pk),
+                order.kiosk_id))
+    return problems
+
+
+def _shift_problems(since: datetime) -> list[Problem]:
+    from fiscal.models import FiscalDocument, Shift
+    from nekassir.panel.reconciliation import card_totals, document_totals, register_totals, total_gaps
+    from payments.models import CardOperation, Settlement
+
+    problems = []
+    shifts = list(Shift.objects.filter(state=Shift.State.CLOSED, closed_at__gte=since).select_related("kiosk")
+                  .order_by("closed_at"))
+    latest: dict[int, Settlement] = {}
+    for settlement in Settlement.objects.filter(shift__in=shifts).order_by("id"):
+        latest[settlement.shift_id] = settlement
+    for shift in shifts:
+        reasons = []
+        settlement = latest.get(shift.pk)
+        if shift.kiosk.terminal_transport and settlement is None:
+            reasons.append("сверка итогов не выполнялась")
+        elif settlement is not None and settlement.state != Settlement.State.OK:
+            reasons.append(settlement.message or f"сверка итогов: {settlement.get_state_display()}")
+        if shift.reconciled is False:
+            reasons.append(shift.reconciliation_note or "отмечена как не сверенная")
+        documents = document_totals(
+            FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn"])
+            .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n"))
+        card = card_totals(
+            CardOperation.objects.filter(shift=shift, state="approved", kind__in=["sale", "cancel", "refund"])
+            .values("kind").annotate(s=Sum("amount_kopecks"), n=Count("id")).values_list("kind", "s", "n"))
+        reasons += total_gaps(register_totals(shift.register_totals), documents, card)
+        if reasons:
+            problems.append(Problem(
+                f"shift:{shift.pk}:unreconciled", "shift_unreconciled",
+                f"Смена №{shift.number} киоска {shift.kiosk.code} закрыта не сверенной: {'; '.join(reasons)}"
+                + _link("panel:shift", shift.pk), shift.kiosk_id))
+    return problems
+
+
+def _kiosk_problems(now: datetime) -> list[Problem]:
+    problems = []
+    for kiosk in Kiosk.objects.filter(active=True).order_by("code"):
+        if kiosk.has_register and not kiosk.register_ready:
+            reason = kiosk.register_problem or "причина неизвестна"
+            problems.append(Problem(f"kiosk:{kiosk.code}:register", "register_not_ready",
+                                    f"ККТ киоска {kiosk.code} не готова: {reason}", kiosk.pk, condition=True))
+        if kiosk.terminal_transport and not kiosk.terminal_ready:
+            reason = kiosk.terminal_problem or "причина неизвестна"
+            problems.append(Problem(f"kiosk:{kiosk.code}:terminal", "terminal_not_ready",
+                                    f"Терминал киоска {kiosk.code} не готов: {reason}", kiosk.pk, condition=True))
+        if not kiosk.has_register:
+            continue
+        # The last reading of the register's FN and OFD state: the panel's check (kept with the kiosk's ref,
+        # which is indexed, so this stays one cheap query per kiosk however long the journal grows).
+        check = (Event.objects.filter(object_ref=f"kiosk:{kiosk.code}", action=CHECKED).order_by("-id")
+                 .only("data", "created_at").first())
+        if check is None:
+            continue
+        warnings = sorted(w for w in (check.data or {}).get("fn_warnings") or [] if w != "ofdTimeout")
+        if warnings:
+            names = ", ".join(FN_WARNINGS.get(w, w) for w in warnings)
+            problems.append(Problem(f"kiosk:{kiosk.code}:fn", "fn_warning",
+                                    f"ФН киоска {kiosk.code}: {names} (по проверке ККТ {_when(check.created_at)})",
+                                    kiosk.pk, condition=True, data={"warnings": warnings}))
+        ofd = _ofd_problem(kiosk, check, now)
+        if ofd:
+            problems.append(ofd)
+    return problems
+
+
+def _ofd_problem(kiosk: Kiosk, check: Event, now: datetime) -> Problem | None:
+    data = check.data or {}
+    unsent = int(data.get("ofd_not_sent") or 0)
+    first = parse_datetime(str(data.get("ofd_first_not_sent") or "")) if data.get("ofd_first_not_sent") else None
+    if not unsent or first is None:
+        return None
+    if timezone.is_naive(first):
+        first = timezone.make_aware(first)
+    if now - first < timedelta(hours=settings.ALERTS_OFD_HOURS):
+        return None
+    return Problem(f"kiosk:{kiosk.code}:ofd", "ofd_warning",
+                   f"ККТ киоска {kiosk.code}: {unsent} док. не переданы в ОФД, первый — {_when(first)}. "
+                   "Проверьте интернет на киоске; через 30 дней ФН заблокирует продажи.",
+                   kiosk.pk, condition=True, data={"not_sent": unsent})
+
+
+def _when(moment: datetime | None) -> str:
+    return timezone.localtime(moment).strftime("%d.%m %H:%M") if moment else "—"
+
+
+# --- remembering and sending ----------------------------------------------------------------------
+def _states(refs: list[str]) -> dict[str, str]:
+    """The last alert event (sent / cleared) of each ref that has one."""
+    states: dict[str, str] = {}
+    for ref, action in (Event.objects.filter(object_ref__in=refs, action__in=[SENT, CLEARED])
+                        .order_by("id").values_list("object_ref", "action")):
+        states[ref] = action
+    return states
+
+
+def _condition_refs() -> list[str]:
+    """Every kiosk condition that may have an open alert (a deactivated kiosk's stay as they were)."""
+    codes = Kiosk.objects.filter(active=True).values_list("code", flat=True)
+    return [f"alert:kiosk:{code}:{what}" for code in codes for what in ("register", "terminal", "fn", "ofd")]
+
+
+def pending(problems: list[Problem]) -> tuple[list[Problem], list[str]]:
+    """(problems not sent yet, refs of condition alerts whose condition went away)."""
+    present = {p.ref for p in problems}
+    states = _states(sorted(present | set(_condition_refs())))
+    new = [p for p in problems if states.get(p.ref) != SENT]
+    cleared = sorted(ref for ref, action in states.items()
+                     if action == SENT and ref not in present and ref.startswith("alert:kiosk:"))
+    return new, cleared
+
+
+_CLEARED_TEXT = {
+    "register": "ККТ киоска {code} снова готова",
+    "terminal": "Терминал киоска {code} снова готов",
+    "fn": "Предупреждений ФН киоска {code} больше нет",
+    "ofd": "ККТ киоска {code}: документы переданы в ОФД",
+}
+
+
+def _cleared_line(ref: str) -> str:
+    _, _, code, what = ref.split(":", 3)
+    return "✅ " + _CLEARED_TEXT.get(what, "{code}: в порядке").format(code=code)
+
+
+def messages(new: list[Problem], cleared: list[str]) -> list[tuple[str, list[Problem], list[str]]]:
+    """The chat messages, each with the problems and cleared refs it carries (each under the size limit)."""
+    venue = settings.ALERTS_VENUE_NAME
+    header = f"Некассир{f' — {venue}' if venue else ''}:"
+    items = [("❗ " + p.text[:1500], p, None) for p in new] + [(_cleared_line(r), None, r) for r in cleared]
+    out: list[tuple[str, list[Problem], list[str]]] = []
+    lines: list[str] = []
+    carried: list[Problem] = []
+    refs: list[str] = []
+    for text, problem, ref in items:
+        if lines and len(header) + sum(len(x) + 1 for x in lines) + len(text) > MESSAGE_LIMIT:
+            out.append(("\n".join([header, *lines]), carried, refs))
+            lines, carried, refs = [], [], []
+        lines.append(text)
+        if problem is not None:
+            carried.append(problem)
+        if ref is not None:
+            refs.append(ref)
+    if lines:
+        out.append(("\n".join([header, *lines]), carried, refs))
+    return out
+
+
+def scan_and_send() -> dict[str, Any]:
+    """The schedule's job: find problems, send the new ones, remember what Telegram accepted."""
+    if not configured():
+        return {"configured": False}
+    try:
+        with device_lock(LOCK_KEY, purpose="оповещения", wait=0):
+            return _scan_and_send()
+    except DeviceBusy:
+        return {"configured": True, "skipped": "another scan is running"}
+
+
+def _scan_and_send() -> dict[str, Any]:
+    from nekassir.telegram import TelegramClient, TelegramError
+
+    new, cleared = pending(find_problems())
+    result: dict[str, Any] = {"configured": True, "new": len(new), "cleared": len(cleared), "sent": 0, "failed": 0}
+    if not new and not cleared:
+        return result
+    kiosks = Kiosk.objects.in_bulk([p.kiosk_id for p in new if p.kiosk_id])
+    with TelegramClient(settings.TELEGRAM_BOT_TOKEN, api_url=settings.TELEGRAM_API_URL,
+                        timeout=settings.TELEGRAM_TIMEOUT) as client:
+        for text, problems, refs in messages(new, cleared):
+            try:
+                client.send_message(settings.TELEGRAM_CHAT_ID, text)
+            except TelegramError as exc:
+                # Not remembered as sent: the next scan tries again. (The error never carries the token.)
+                log.warning("alerts: Telegram did not take a message of %d line(s): %s",
+                            len(problems) + len(refs), exc)
+                result["failed"] += 1
+                if exc.retry_after:
+                    break  # rate limited: the rest waits for the next scan
+                continue
+            for problem in problems:
+                record_event(SENT, kiosk=kiosks.get(problem.kiosk_id), object_ref=problem.ref,
+                             message=problem.text[:1000], data={"kind": problem.kind, **problem.data})
+            for ref in refs:
+                record_event(CLEARED, object_ref=ref, message=_cleared_line(ref))
+            result["sent"] += 1
+    return result

@@ -1,0 +1,10 @@
+"""Benchmarks of Nekassir (``make bench``, ``make bench-quick``); see docs/BENCHMARKS.md.
+
+Run from the repository root: ``python -m scripts.bench [--quick] [--only PART ...]``. Each part runs
+in its own process (Django is configured once per process, and each part has its own database):
+
+* ``checkout``  — the card checkout with device delays at zero, ours vs. the floor (the project's wire
+  clients called directly in the same sequence), then 10 kiosks in parallel with realistic delays,
+  and the peak memory of the web server and the q2 clusters after it;
+* ``panel``     — the service pages on PostgreSQL at 1,000,000 orders (data generated once and kept).
+"""

@@ -1,0 +1,216 @@
+"""The benchmark's printed lines and the figures section of docs/BENCHMARKS.md.
+
+Every ratio is printed on its own line as ``ratio <name>: <value> (target <target>)``; absolute
+figures as ``figure <name>: <value> <unit> (target …)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from scripts.bench.common import figure_line, ratio_line
+
+PANEL_TARGET_MS = 50.0
+DOC = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:figures:begin -->", "<!-- bench:figures:end -->"
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def checkout_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    o = results.get("overhead")
+    if o:
+        lines += [
+            figure_line("checkout_median", _ms(o["ours_median_s"]), "ms"),
+            figure_line("checkout_p95", _ms(o["ours_p95_s"]), "ms"),
+            figure_line("floor_median", _ms(o["floor_median_s"]), "ms"),
+            figure_line("floor_p95", _ms(o["floor_p95_s"]), "ms"),
+            ratio_line("checkout_vs_floor_median", o["ratio_median"], "≤ 1.5"),
+            ratio_line("checkout_vs_floor_p95", o["ratio_p95"], "≤ 1.5"),
+            figure_line("checkout_overhead_median", _ms(o["ours_overhead_median_s"]), "ms (total − time in emulators)"),
+            figure_line("checkout_overhead_p95", _ms(o["ours_overhead_p95_s"]), "ms"),
+            figure_line("floor_overhead_median", _ms(o["floor_overhead_median_s"]), "ms (floor − time in emulators)"),
+        ]
+    p = results.get("parallel")
+    if p:
+        lines += [
+            figure_line("parallel_wall", p["wall_s"], "s"),
+            figure_line("parallel_one_kiosk_serial", p["floor_serial_s"], "s (floor lane, measured in the same run)"),
+            ratio_line("parallel_kiosks_vs_serial", p["ratio"], "≤ 1.1"),
+            ratio_line("parallel_kiosks_vs_nominal", p["ratio_nominal"], "≤ 1.1"),
+        ]
+    m = results.get("memory")
+    if m:
+        for name, mem in m.items():
+            lines.append(figure_line(f"memory_{name}_peak_max", mem["peak_max_mib"], "MiB (largest process)"))
+            lines.append(figure_line(f"memory_{name}_peak_sum", mem["peak_sum_mib"],
+                                     f"MiB (sum over {mem['processes']} processes)"))
+            if "pss_sum_mib" in mem:
+                lines.append(figure_line(f"memory_{name}_pss", mem["pss_sum_mib"], "MiB (PSS, shared pages split)"))
+    return lines
+
+
+def _count(n: int) -> str:
+    """1000000 → 1m, 100000 → 100k, 10000 → 10k."""
+    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def panel_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    scales = results.get("scales", {})
+    big, small = scales.get("large"), scales.get("small")
+    if not big:
+        return lines
+    for page, data in big["pages"].items():
+        if data.get("missing"):
+            lines.append(f"figure panel_{page}: page missing ({data['missing']})")
+            continue
+        target = f"≤ {PANEL_TARGET_MS:.0f} ms" if page in ("venue", "shift", "order") else ""
+        lines.append(figure_line(f"panel_{page}_median", data["median_ms"], "ms", target))
+        lines.append(figure_line(f"panel_{page}_queries", str(data["queries"]), "SQL queries"))
+    scale = f"{_count(big['orders'])}_vs_{_count(small['orders'])}" if small else ""
+    for page in ("venue", "shift", "order"):
+        b, s = big["pages"].get(page, {}), (small or {}).get("pages", {}).get(page, {})
+        if b.get("median_ms") and s.get("median_ms"):
+            lines.append(ratio_line(f"panel_{page}_{scale}", b["median_ms"] / s["median_ms"], "≤ 1.5"))
+    shift, admin = big["pages"].get("shift", {}), big["pages"].get("admin_shift_orders", {})
+    if shift.get("median_ms") and admin.get("median_ms"):
+        lines.append(ratio_line("panel_shift_vs_admin_changelist", shift["median_ms"] / admin["median_ms"], "≤ 1.0"))
+    return lines
+
+
+# --- docs/BENCHMARKS.md --------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 1) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+PAGE_PATHS = {
+    "venue": "/", "shift": "/shifts/<id>/", "order": "/orders/<uuid>/",
+    "admin_shift_orders": "/admin/nekassir/order/?shift__id__exact=<id>", "orders": "/orders/", "journal": "/journal/",
+}
+
+
+def _machine_line(results: dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    kind = "quick" if results.get("quick") else "full"
+    return (f"Run of {results.get('finished', '')} ({kind} run, {_fmt(results.get('duration_s', 0.0), 0)} s), "
+            f"commit `{m.get('git', '')}`, on: {m.get('cpu', '')}, {m.get('cores')} cores, "
+            f"{m.get('memory_gib')} GiB; {m.get('os', '')}; Python {m.get('python', '')}, "
+            f"PostgreSQL {m.get('postgresql', '')}, Redis {m.get('redis', '')}.")
+
+
+def _checkout_md(c: dict[str, Any]) -> list[str]:
+    o = c.get("overhead")
+    if not o:
+        return []
+    stack = c.get("stack", {})
+    ms = {k: _fmt(_ms(v)) for k, v in o.items() if k.endswith("_s")}
+    out = ["", f"**Checkout, device delays 0** ({o['orders']} orders of ours alternating with as many at the "
+           f"floor; {stack.get('web', '')}, PostgreSQL, Redis broker; client settings {stack.get('settings', {})}):",
+           "", "| | median | p95 | of which in the emulators (median) |", "|---|---|---|---|",
+           f"| kiosk POST → `completed` | {ms['ours_median_s']} ms | {ms['ours_p95_s']} ms "
+           f"| {ms['ours_in_emulators_median_s']} ms |",
+           f"| floor (wire clients only) | {ms['floor_median_s']} ms | {ms['floor_p95_s']} ms "
+           f"| {ms['floor_in_emulators_median_s']} ms |",
+           f"| ratio | {_fmt(o['ratio_median'], 2)} | {_fmt(o['ratio_p95'], 2)} | |",
+           "", f"Our overhead (total − time in the emulators): median {ms['ours_overhead_median_s']} ms, "
+           f"p95 {ms['ours_overhead_p95_s']} ms (the floor's own: {ms['floor_overhead_median_s']} ms).",
+           "", "Where a checkout's time goes (medians, from the timestamps the checkout stores):",
+           "", "| span | ms |", "|---|---|"]
+    out += [f"| {name.replace('_', ' ')} | {_fmt(_ms(value))} |" for name, value in o.get("phases", {}).items()]
+    if o.get("failures"):
+        out += ["", f"Failures: {o['failures'][:5]}"]
+    return out
+
+
+def _parallel_md(c: dict[str, Any]) -> list[str]:
+    p = c.get("parallel")
+    if not p:
+        return []
+    delays = ", ".join(f"{k.replace('_delay', '')} {v} s" for k, v in p["delays"].items())
+    out = ["", f"**Parallel kiosks**: {p['kiosks']} kiosks × {p['orders_per_kiosk']} orders, delays: {delays} "
+           f"(kiosks poll every {p['kiosk_poll_s']} s). Wall time {_fmt(p['wall_s'])} s; one kiosk's serial device "
+           f"time {_fmt(p['floor_serial_s'])} s, measured by a floor lane in the same run (nominal "
+           f"{_fmt(p['nominal_serial_s'])} s). An order took {_fmt(p['order_median_s'])} s median, "
+           f"{_fmt(p['order_p95_s'])} s p95 (at the floor {_fmt(p['floor_order_median_s'])} s). "
+           f"Final statuses: {p['statuses']}."]
+    if p.get("errors"):
+        out += ["", f"Errors: {p['errors'][:5]}"]
+    return out
+
+
+def _memory_md(c: dict[str, Any]) -> list[str]:
+    mem = c.get("memory")
+    if not mem:
+        return []
+    out = ["", "**Memory after the parallel run** (peak RSS = VmHWM of each process; PSS counts a page shared by "
+           "forked processes once, split among them: the memory the part really takes):", "",
+           "| part | processes | largest peak RSS | sum of peak RSS | sum of PSS now |", "|---|---|---|---|---|"]
+    out += [f"| {name} | {v['processes']} | {_fmt(v['peak_max_mib'])} MiB | {_fmt(v['peak_sum_mib'])} MiB | "
+            f"{_fmt(v.get('pss_sum_mib', math.nan))} MiB |" for name, v in mem.items()]
+    j = c.get("journal")
+    if j:
+        verdict = "each exactly once" if j["ok"] else "MISMATCH"
+        out += ["", f"Emulator journals: {j['completed_orders']} completed orders, {j['sell_receipts']} sell "
+                f"receipts, {j['approved_sales']} approved card sales ({verdict})."]
+    return out
+
+
+def _panel_md(panel: dict[str, Any]) -> list[str]:
+    scales = panel.get("scales", {})
+    if not scales:
+        return []
+    heads = " | ".join(f"{s['orders']:,} orders / {s['shifts']:,} shifts" for s in scales.values())
+    out = ["", "**Panel pages** (server time, in-process through Django's test client, logged-in superuser, "
+           f"median of {panel.get('repeat')} requests after warm-up; SQL queries per page and the slowest one "
+           "at the largest scale):", "", f"| page | {heads} | queries | slowest query |",
+           "|---|" + "---|" * (len(scales) + 2)]
+    largest = scales.get("large") or next(iter(scales.values()))
+    for page in largest["pages"]:
+        cells = []
+        for s in scales.values():
+            d = s["pages"].get(page, {})
+            cells.append("missing" if d.get("missing") else f"{_fmt(d.get('median_ms', math.nan))} ms")
+        d = largest["pages"][page]
+        slowest = (d.get("slowest") or [{}])[0]
+        sql = slowest.get("sql", "")[:90].replace("|", "\\|")
+        slow = f"{_fmt(slowest.get('ms', math.nan))} ms `{sql}…`" if slowest else ""
+        out.append(f"| {page} `{PAGE_PATHS.get(page, '')}` | " + " | ".join(cells)
+                   + f" | {d.get('queries', '')} | {slow} |")
+    for name, gen in panel.get("generation", {}).items():
+        out += ["", f"Data `{name}`: generated {gen.get('generated_at')} in {gen.get('seconds')} s, "
+                f"{gen.get('size_mib')} MiB."]
+    return out
+
+
+def figures_markdown(results: dict[str, Any]) -> str:
+    """The figures section (between the markers) from the results of one run."""
+    out = [_machine_line(results), "", "```", *results.get("lines", []), "```"]
+    checkout = results.get("checkout", {})
+    out += _checkout_md(checkout) + _parallel_md(checkout) + _memory_md(checkout)
+    out += _panel_md(results.get("panel", {}))
+    return "\n".join(out)
+
+
+def write_doc(results: dict[str, Any], doc: Path = DOC) -> None:
+    """Replace the figures section of docs/BENCHMARKS.md (between the markers) with this run's."""
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    section = f"{BEGIN}\n{figures_markdown(results)}\n{END}"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text += "\n" + section + "\n"
+    doc.write_text(text)
+
+
+def stamp() -> str:
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
