@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Driver errors that mean the register cannot take receipts until staff fixes something.
 _NOT_READY_KINDS = {"no_paper", "cover_open", "printer_fault", "fn_failure", "not_connected", "unreachable", "auth"}
 _FISCAL_DOCUMENT_TYPES = set(FiscalDocument.Type.values)
+NEVER_SENT = "never_sent"  # error_kind of a task saved but never sent: nothing was made
 
 
 class FiscalError(Exception):
@@ -128,6 +129,15 @@ class RegisterSession:
         for op in FiscalOperation.objects.filter(
             kiosk=self.kiosk, state__in=FiscalOperation.UNRESOLVED
         ).order_by("id"):
+            if op.state == FiscalOperation.State.PENDING:
+                # Saved but never sent (``perform`` marks "sent" before the POST): the process died in
+                # between. Sending it now could print a receipt nobody is waiting for; the workflow that
+                # saved it decides again (the checkout makes a new task for its order).
+                FiscalOperation.objects.filter(pk=op.pk).update(
+                    state=FiscalOperation.State.FAILED, error_kind=NEVER_SENT, finished_at=timezone.now(),
+                    error_message="не отправлялась: процесс остановился до отправки",
+                )
+                continue
             log.info("kiosk=%s resuming fiscal operation %s (%s, %s)", self.kiosk.code, op.uuid, op.task_type, op.state)
             try:
                 resolved.append(self.perform(op, resume=True))

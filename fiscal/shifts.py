@@ -141,12 +141,21 @@ def close_shift(kiosk: Kiosk, *, user=None, reason: str = "manual", force: bool 
     wait = settings.CLOSE_WAIT_FOR_SALE if wait is None else wait
     try:
         with device_lock(sale_lock_key(kiosk), purpose=f"{kiosk.code}: закрытие смены", wait=wait):
+            if not force and _order_between_receipt_and_payment(kiosk):
+                # Its receipt is in this shift; its payment (or annulment) would land in the next one.
+                raise DeviceBusy(sale_lock_key(kiosk), "", "заказ ждёт оплаты или аннулирования чека")
             return _close_now(kiosk, user=user, reason=reason)
     except DeviceBusy:
         if not force:
             raise
         log.warning("kiosk=%s closing the shift while an order is still in progress (%s)", kiosk.code, reason)
         return _close_now(kiosk, user=user, reason=f"{reason}; заказ ещё выполнялся")
+
+
+def _order_between_receipt_and_payment(kiosk: Kiosk) -> bool:
+    from nekassir.models import Order
+
+    return Order.objects.filter(kiosk=kiosk, step__in=[Order.Step.CARD, Order.Step.ANNUL]).exists()
 
 
 def _close_now(kiosk: Kiosk, *, user=None, reason: str) -> Shift | None:

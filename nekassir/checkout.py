@@ -26,7 +26,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from fiscal.models import FiscalOperation
-from fiscal.register import FiscalError, FiscalFailed, register_session
+from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
@@ -92,7 +92,9 @@ def _sell(order: Order) -> bool:
     try:
         with register_session(order.kiosk, purpose=f"чек заказа {order.number}") as session:
             op = order.sell_operation
-            if op is None:
+            if op is not None:
+                op.refresh_from_db()  # the session may just have resolved it
+            if op is None or op.error_kind == NEVER_SENT:
                 ensure_open(session)
                 op = session.create(sell_task(order), reference=f"order:{order.pk}:sell")
                 _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent

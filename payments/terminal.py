@@ -124,7 +124,8 @@ class TerminalSession:
         )
 
     def perform(self, op: CardOperation, *, order_number: str = "") -> CardOperation:
-        CardOperation.objects.filter(pk=op.pk).update(state=CardOperation.State.SENT, sent_at=timezone.now())
+        op.state, op.sent_at = CardOperation.State.SENT, timezone.now()
+        CardOperation.objects.filter(pk=op.pk).update(state=op.state, sent_at=op.sent_at)
         log.info("kiosk=%s terminal %s %s %s kopecks", self.kiosk.code, op.kind, op.op_id, op.amount_kopecks)
         result = self._call(op, order_number)
         return self.record(op, result)

@@ -101,13 +101,15 @@ def test_a_crash_after_the_post_is_resumed_without_a_second_document(kiosk, atol
     assert journal_types(atol_emulator) == ["openShift"]
 
 
-def test_a_crash_before_the_post_sends_it_once_under_the_saved_uuid(kiosk, atol_emulator):
+def test_a_task_saved_but_never_sent_is_not_sent_later(kiosk, atol_emulator):
+    """The process died between saving the task and sending it: resending it later could print a
+    document nobody waits for, so it is closed as never sent and its workflow decides again."""
     with register_session(kiosk) as session:
         op = session.create({"type": "openShift"})
     shifts.status(kiosk)
     op.refresh_from_db()
-    assert op.state == FiscalOperation.State.DONE
-    assert journal_types(atol_emulator) == ["openShift"]
+    assert op.state == FiscalOperation.State.FAILED and op.error_kind == "never_sent"
+    assert journal_types(atol_emulator) == []
 
 
 def test_unknown_outcome_blocks_the_register_until_resolved(kiosk, atol_emulator, settings):
