@@ -109,6 +109,11 @@ class Shift(models.Model):
     def is_open(self) -> bool:
         return self.state == self.State.OPEN
 
+    @classmethod
+    def current(cls, kiosk) -> Shift | None:
+        """The kiosk's shift open now, as we last saw it (card operations are reconciled with it)."""
+        return cls.objects.filter(kiosk=kiosk, state=cls.State.OPEN).order_by("-opened_at", "-id").first()
+
 
 class FiscalDocument(models.Model):
     """A document the register made and stored in its FN (FD number + fiscal sign)."""

@@ -116,6 +116,11 @@ def _paid(order: Order) -> CardOperation:
     return sale
 
 
+def refund_lock_key(order: Order) -> str:
+    """Held while a refund of ``order`` is checked and saved (the panel holds it around its own checks)."""
+    return f"refund:order:{order.pk}"
+
+
 # --- the request --------------------------------------------------------------------------------
 def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool,
                    user=None) -> Refund:
@@ -123,7 +128,7 @@ def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, c
     if not to_card and not cancel_in_iiko:
         raise RefundError("Выберите: вернуть деньги на карту и/или отменить заказ в iiko", "nothing_selected")
     try:
-        with device_lock(f"refund:order:{order.pk}", purpose="возврат", wait=10):
+        with device_lock(refund_lock_key(order), purpose="возврат", wait=10):
             refund = _create(order, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko, user=user)
     except DeviceBusy:
         raise RefundError("По заказу уже оформляется возврат, попробуйте ещё раз", "busy") from None
@@ -159,7 +164,16 @@ def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_i
 # --- the job ------------------------------------------------------------------------------------
 def run_refund(refund_id: int) -> str:
     """Carry the refund out (or on): card, then the return receipt, then iiko. Safe to run again."""
-    refund = Refund.objects.select_related("order", "kiosk").get(pk=refund_id)
+    # One run per refund at a time: a job delivered twice, or recovery re-queueing a refund still
+    # running, must not ask the terminal for the money twice.
+    try:
+        with device_lock(f"refund:run:{refund_id}", purpose="возврат", wait=0):
+            return _run_refund(Refund.objects.select_related("order", "kiosk").get(pk=refund_id))
+    except DeviceBusy:
+        return Refund.objects.get(pk=refund_id).state
+
+
+def _run_refund(refund: Refund) -> str:
     if refund.state in (State.DONE, State.FAILED):
         return refund.state
     _set(refund, state=State.IN_PROGRESS)

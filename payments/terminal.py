@@ -81,9 +81,7 @@ def make_acquirer(kiosk: Kiosk) -> AcquiringClient:
     raise TerminalNotConfigured(f"{kiosk.code}: банковский терминал не настроен")
 
 
-def current_shift(kiosk: Kiosk) -> Shift | None:
-    """The fiscal shift open now (card operations are reconciled with it by operation time)."""
-    return Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).order_by("-opened_at", "-id").first()
+current_shift = Shift.current  # card operations are reconciled with the shift open at their time
 
 
 class TerminalSession:

@@ -95,10 +95,7 @@ def _paper(venue, present: bool, device: str = "K1") -> None:
     venue.atol.control.post("/_emulator/paper", json={"present": present, "device": device}).raise_for_status()
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: two run_refund jobs for one refund at once can both "
-                   "call the terminal (payments/refunds.py run_refund needs a per-refund claim)")
 @pytest.mark.django_db(transaction=True)
-
 def test_a_refund_job_delivered_twice_gives_the_money_back_once(client, venue, monkeypatch):
     """Soak: K2-012 and K3-025 got two sellReturns for one refund. ``resume_refunds`` queues a refund again
     every minute while it waits (for the terminal, the register, paper), with no claim; two such jobs wait
@@ -141,7 +138,6 @@ def test_a_refund_job_delivered_twice_gives_the_money_back_once(client, venue, m
 @pytest.mark.xfail(strict=True, reason="open bug: resolving a sale that never reached a DualConnector "
                    "terminal reverses its last, earlier paid operation (payments/terminal.py _reverse)")
 @pytest.mark.django_db(transaction=True)
-
 def test_resolving_an_unsent_payment_never_reverses_an_earlier_paid_order(client, venue):
     """Soak: K5-055 completed and delivered, but its payment was reversed on the DualConnector terminal.
     A later sale (K5-057) was saved as ``sent`` and its worker was killed before the request reached the

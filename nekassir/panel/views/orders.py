@@ -118,7 +118,7 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     form that was filled before another refund (a double click, a second manager) is refused, so a
     second click can never make a second refund. The service itself never refunds above what was paid.
     """
-    from payments.refunds import RefundError, request_refund
+    from payments.refunds import RefundError, refund_lock_key, request_refund
 
     scope.require(REFUND)
     current = _order(scope, order_id)
@@ -126,7 +126,7 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     cancel_in_iiko = request.POST.get("cancel_in_iiko") == "on"
     error = ""
     try:
-        with device_lock(f"refund:order:{current.pk}", purpose="возврат из панели", wait=10):
+        with device_lock(refund_lock_key(current), purpose="возврат из панели", wait=10):
             if request.POST.get("after", "") != str(_last_refund_id(current)):
                 error = ("Пока форма была открыта, по заказу оформлен другой возврат. "
                          "Проверьте возвраты ниже и при необходимости повторите.")

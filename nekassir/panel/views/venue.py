@@ -58,7 +58,7 @@ def _kiosk_action(request: HttpRequest, scope: Scope, code: str, kind: str, mess
     spec = jobs.KINDS[kind]
     if spec.permission:
         scope.require(spec.permission)
-    shift = Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).order_by("-id").first()
+    shift = Shift.current(kiosk)
     ref = f"shift:{shift.pk}" if shift is not None and kind in ("shift_close", "xreport") else f"kiosk:{kiosk.code}"
     via = " (сервисное меню киоска)" if scope.embed else ""
     start = jobs.start_job(scope, kind, kiosk, object_ref=ref, message=f"{message}{via}")
