@@ -176,6 +176,23 @@ def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool
     return False
 
 
+def finish_between_receipt_and_payment(kiosk) -> str:
+    """``fiscal.shifts.UNFINISHED_DOCUMENT_CHECKS`` entry. The close holds the kiosk's sale lock, so no
+    checkout runs now: an order whose receipt is (or may be) printed but whose payment or annulment is
+    not done (its worker died, or it waits for the terminal) is carried on here, so that its receipt and
+    its payment land in the same shift. Says what still waits."""
+    for order_id in _between_receipt_and_payment(kiosk).values_list("pk", flat=True):
+        run_checkout(str(order_id))  # the sale lock is re-entrant: the close's own thread holds it
+    waiting = list(_between_receipt_and_payment(kiosk).values_list("number", flat=True)[:5])
+    return f"заказ ждёт оплаты или аннулирования чека: {', '.join(waiting)}" if waiting else ""
+
+
+def _between_receipt_and_payment(kiosk):
+    started_receipt = Q(step=Step.SELL, sell_operation__isnull=False)
+    return (Order.objects.filter(kiosk=kiosk).filter(started_receipt | Q(step__in=[Step.CARD, Step.ANNUL]))
+            .exclude(sell_operation__state=FiscalOperation.State.FAILED))
+
+
 def defer(order: Order, reason: str, code: str = "") -> bool:
     """The order waits (unknown outcome, busy or not-ready device); recovery runs it again later."""
     attempts = order.checkout_attempts + 1

@@ -185,6 +185,14 @@ class CheckResult:
 Original = CardResult | str  # an approved CardResult, or its ``reference``
 
 
+@dataclass(frozen=True)
+class LostOperation:
+    """An operation whose answer was lost: our id for it (saved before the call) and its amount."""
+
+    op_id: str
+    amount_kopecks: int
+
+
 class AcquiringClient(abc.ABC):
     """One card terminal. One operation at a time (the caller serialises across workers).
 
@@ -206,8 +214,13 @@ class AcquiringClient(abc.ABC):
         """Full or partial refund, any day."""
 
     @abc.abstractmethod
-    def emergency_reversal(self, op_id: str, original: Original | None = None) -> CardResult:
-        """Cancel the terminal's LAST operation after an unclear outcome (works only while it is last)."""
+    def emergency_reversal(self, op_id: str, original: Original | None = None,
+                           lost: LostOperation | None = None) -> CardResult:
+        """Cancel the terminal's LAST operation after an unclear outcome (works only while it is last).
+
+        ``lost`` names the operation whose answer was lost, where the transport can carry it, so that
+        the terminal refuses when its last operation is another one (our lost request never got there).
+        """
 
     @abc.abstractmethod
     def settlement(self, op_id: str) -> SettlementResult: ...

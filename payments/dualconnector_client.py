@@ -33,6 +33,7 @@ from payments.acquiring import (
     CheckResult,
     HttpExchange,
     InvalidRequest,
+    LostOperation,
     NotSupported,
     Operation,
     Original,
@@ -188,12 +189,23 @@ class DualConnectorClient(AcquiringClient):
                   TRANSACTION_ID: transaction_id}
         return self._card(Operation.REFUND, "refund", op_id, fields, amount_kopecks, self.guest_timeout)
 
-    def emergency_reversal(self, op_id: str, original: Original | None = None) -> CardResult:
-        """Cancels the terminal's last operation; with ``original`` the terminal checks it is that one."""
+    def emergency_reversal(self, op_id: str, original: Original | None = None,
+                           lost: LostOperation | None = None) -> CardResult:
+        """Cancels the terminal's last operation; with ``original`` the terminal checks it is that one.
+
+        With ``lost`` (no RRN: the answer never came) the request names the lost operation by its ECR
+        transaction id (field 26, as it was sent) and amount (00): the terminal cancels its last operation
+        only if it is that one. Without that, a request that never reached the terminal would have the
+        terminal cancel the operation before it: another guest's payment.
+        """
         fields: dict[int, Any] = {}
         if original is not None:
             rrn, transaction_id = parse_reference(reference_of(original))
             fields = {RRN: rrn, TRANSACTION_ID: transaction_id}
+        elif lost is not None:
+            fields = {AMOUNT: validate_amount(lost.amount_kopecks), CURRENCY: self.currency}
+            return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout,
+                              ecr_op_id=lost.op_id)
         return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout)
 
     def settlement(self, op_id: str) -> SettlementResult:
@@ -224,8 +236,8 @@ class DualConnectorClient(AcquiringClient):
 
     # --- the exchange -----------------------------------------------------------------------------------
     def _card(self, operation: Operation, name: str, op_id: str, fields: dict[int, Any], amount: int,
-              timeout: float) -> CardResult:
-        raw_request, answer = self._exchange(name, op_id, fields, timeout)
+              timeout: float, *, ecr_op_id: str = "") -> CardResult:
+        raw_request, answer = self._exchange(name, ecr_op_id or op_id, fields, timeout)
         got = answer.fields
         rrn, transaction_id = got.get(RRN, ""), got.get(TRANSACTION_ID, "")
         approved = answer.outcome is Outcome.APPROVED

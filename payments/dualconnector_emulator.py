@@ -10,8 +10,9 @@ Operation codes are configurable (``operation_codes``, same names as the client'
 ``DEFAULT_OPERATION_CODES``). Terminal rules are the KKM emulator's ``TerminalBook``: cancel (4) only in
 the current batch, refund (29) any time up to what is left (partial allowed; the original is found by RRN
 field 14 and/or transaction id 23), settlement (59) closes the batch unless it fails, emergency cancel (53)
-reverses the terminal's last operation only while it is last and approved (with 14/23 given, only if they
-name that operation), test (26) checks the host, report (63) prints totals. Card operations are refused
+reverses the terminal's last operation only while it is last and approved (with 14/23 given, or after a
+lost answer with that operation's ECR id 26 and amount 00, only if they name that operation), test (26)
+checks the host, report (63) prints totals. Card operations are refused
 after ``days_without_settlement_limit`` days without settlement (None = never).
 
 There is no status query and no idempotency: the same ECR id sent twice is two operations, as on a real
@@ -178,10 +179,22 @@ class DualConnectorEmulator(CardTerminalEmulator):
         if operation in ("cancel", "refund"):
             return getattr(book, operation)(dev, ecr_id, amount, original, problem)
         if operation == "reversal":
+            named = self._named_lost_operation(dev, ecr_id, fields) if not (rrn or txn) else None
+            if named is not None:
+                return book.reversal(dev, ecr_id, named or None, True, problem)
             return book.reversal(dev, ecr_id, original, bool(rrn or txn), problem)
         if operation == "settlement":
             return book.settlement(dev, ecr_id, problem)
         return book.check(dev, ecr_id, problem, word=operation)
+
+    def _named_lost_operation(self, dev: dict[str, Any], ecr_id: str, fields: dict[int, str]) -> dict | None:
+        """An emergency cancel with an amount (00) names its operation by ECR id (26) and that amount:
+        returns the transaction ({} when there is no such one), or None for a cancel naming nothing."""
+        raw = fields.get(AMOUNT, "")
+        if not raw.isdigit() or int(raw) <= 0:
+            return None
+        tx = next((tx for tx in reversed(dev["transactions"]) if tx["id"] == ecr_id), None)
+        return tx if tx is not None and tx["amount"] == int(raw) else {}
 
     # --- answers --------------------------------------------------------------------------------------------
     def _answer_fields(self, request: dict[int, str], dev: dict[str, Any], verdict: Verdict,

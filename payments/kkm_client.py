@@ -29,6 +29,7 @@ from payments.acquiring import (
     CheckResult,
     HttpExchange,
     InvalidRequest,
+    LostOperation,
     Operation,
     Original,
     Outcome,
@@ -155,8 +156,10 @@ class KkmServerClient(AcquiringClient):
             Operation.REFUND, "ReturnPaymentByPaymentCard", op_id, fields, amount_kopecks, self.guest_timeout
         )
 
-    def emergency_reversal(self, op_id: str, original: Original | None = None) -> CardResult:
+    def emergency_reversal(self, op_id: str, original: Original | None = None,
+                           lost: LostOperation | None = None) -> CardResult:
         # Without UniversalID (after a lost answer we have none) it acts on the terminal's last transaction.
+        # ``lost`` has no field here: KKM Server's GetRezult answers for a lost operation before this runs.
         fields = {} if original is None else {"UniversalID": reference_of(original)}
         return self._card(Operation.REVERSAL, "EmergencyReversal", op_id, fields, 0, self.timeout)
 

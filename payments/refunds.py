@@ -19,6 +19,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -27,8 +28,8 @@ from fiscal.models import FiscalOperation
 from fiscal.register import FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
 from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import Order, OrderLine, OrderModifier, to_kopecks
+from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
+from nekassir.models import Kiosk, Order, OrderLine, OrderModifier, to_kopecks
 from nekassir.receipts import line_position, modifier_position, receipt_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation, Refund, Settlement
@@ -177,15 +178,42 @@ def _run_refund(refund: Refund) -> str:
     if refund.state in (State.DONE, State.FAILED):
         return refund.state
     _set(refund, state=State.IN_PROGRESS)
-    if refund.to_card:
-        if not _card_step(refund) or not _receipt_step(refund):
-            return refund.state
+    if refund.to_card and not _money_and_receipt(refund):
+        return refund.state
     if refund.cancel_in_iiko:
         _iiko_step(refund)
     _set(refund, state=State.DONE, finished_at=timezone.now())
     record_event("order.refund.done", kiosk=refund.kiosk, user=refund.created_by,
                  object_ref=f"order:{refund.order_id}", message=f"{refund.order.number}: возврат выполнен")
     return refund.state
+
+
+def _money_and_receipt(refund: Refund) -> bool:
+    """Card return, then its sellReturn, under the kiosk's sale lock: a shift close waits for both, so
+    the return receipt lands in the shift of the card return (reconciliation compares the two)."""
+    kiosk = refund.kiosk
+    try:
+        with device_lock(sale_lock_key(kiosk), purpose=f"возврат {refund.order.number}", wait=settings.SALE_LOCK_WAIT):
+            return _card_step(refund) and _receipt_step(refund)
+    except DeviceBusy as exc:
+        _set(refund, message=f"Киоск занят: {exc}")
+        return False  # resumed by recovery
+
+
+def finish_return_receipts(kiosk: Kiosk) -> str:
+    """``fiscal.shifts.UNFINISHED_DOCUMENT_CHECKS`` entry: before a close, print the return receipts of
+    refunds whose money went back (or may have); say what still waits."""
+    for refund_id in _money_back_without_receipt(kiosk).values_list("pk", flat=True):
+        run_refund(refund_id)
+    waiting = [r.order.number for r in _money_back_without_receipt(kiosk).select_related("order")]
+    return f"возврат ждёт чека возврата: {', '.join(waiting)}" if waiting else ""
+
+
+def _money_back_without_receipt(kiosk: Kiosk):
+    return (Refund.objects.filter(kiosk=kiosk, to_card=True, state__in=[State.IN_PROGRESS, State.NEEDS_ATTENTION],
+                                  card_operation__isnull=False)
+            .exclude(card_operation__state=CardOperation.State.DECLINED)
+            .exclude(return_operation__state=FiscalOperation.State.DONE))
 
 
 def _card_step(refund: Refund) -> bool:

@@ -7,7 +7,10 @@ what an earlier process left unresolved, exactly as PROTOCOLS.md §2.3 says:
 1. ask the terminal for the result by our id (KKM Server GetRezult): a final approved answer means
    the operation happened; a final declined one means it did not;
 2. still unknown (or no status query: DualConnector) → emergency reversal of the terminal's last
-   operation, which is ours because nothing else touched the terminal since (we hold the lock);
+   operation, which is ours if it reached the terminal at all, because nothing else touched the terminal
+   since (we hold the lock). A request saved as sent may never have left (kill -9 in between): the
+   reversal names the lost operation (DualConnector: its ECR id and amount), so the terminal refuses
+   rather than cancel the payment before it; a refusal means ours did not happen;
 3. if even that is unclear, the terminal stays blocked (``TerminalUnresolved``): no sale, no
    settlement (a settlement would close the batch and remove the reversal option).
 """
@@ -24,9 +27,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from fiscal.models import Shift
+from nekassir.events import record_event
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk, TerminalTransport
-from payments.acquiring import AcquiringClient, CardResult, CheckResult, Outcome, SlipResult
+from payments.acquiring import AcquiringClient, CardResult, CheckResult, LostOperation, Outcome, SlipResult
 from payments.dualconnector_client import DualConnectorClient
 from payments.kkm_client import KkmServerClient
 from payments.models import CardOperation
@@ -137,8 +141,10 @@ class TerminalSession:
         if op.kind == kind.REFUND:
             return self.client.refund(op.op_id, op.amount_kopecks, op.original.terminal_reference)
         if op.kind == kind.REVERSAL:
-            original = op.original.terminal_reference if op.original and op.original.terminal_reference else None
-            return self.client.emergency_reversal(op.op_id, original)
+            if op.original and op.original.terminal_reference:
+                return self.client.emergency_reversal(op.op_id, op.original.terminal_reference)
+            lost = LostOperation(op.original.op_id, op.original.amount_kopecks) if op.original else None
+            return self.client.emergency_reversal(op.op_id, lost=lost)
         if op.kind == kind.SETTLEMENT:
             return self.client.settlement(op.op_id)
         if op.kind == kind.CHECK:
@@ -215,12 +221,33 @@ class TerminalSession:
         reversal = self.create(CardOperation.Kind.REVERSAL, op.amount_kopecks, original=op)
         reversal = self.perform(reversal)
         if reversal.state == CardOperation.State.APPROVED:
+            other = self._other_operation_reversed(op, reversal)
+            if other is not None:
+                # The terminal cancelled an operation it had answered: ours never reached it.
+                self._finish(other, CardOperation.State.REVERSED, f"аварийно отменена терминалом ({reversal.op_id}) "
+                             f"при разрешении {op.op_id}: деньги вернулись гостю")
+                return self._finish(op, CardOperation.State.DECLINED, "не дошла до терминала")
             return self._finish(op, CardOperation.State.REVERSED, f"аварийно отменена ({reversal.op_id})")
         if reversal.state == CardOperation.State.DECLINED:
             # The terminal has nothing approved to reverse: our operation did not go through.
             note = f"аварийная отмена не нашла операции ({reversal.op_id})"
             return self._finish(op, CardOperation.State.DECLINED, note)
         raise TerminalUnresolved(f"{self.kiosk.code}: операция {op.op_id} не разрешена, терминал заблокирован", op)
+
+    def _other_operation_reversed(self, op: CardOperation, reversal: CardOperation) -> CardOperation | None:
+        """A terminal that ignores what the reversal names may still cancel another operation of ours: its
+        answer carries the cancelled operation's RRN. Record it where the panel and reconciliation see it."""
+        if not reversal.rrn:
+            return None
+        other = (CardOperation.objects.filter(kiosk=self.kiosk, rrn=reversal.rrn, state=CardOperation.State.APPROVED)
+                 .exclude(pk__in=[op.pk, reversal.pk]).exclude(kind=CardOperation.Kind.REVERSAL).first())
+        if other is not None:
+            log.error("kiosk=%s emergency reversal %s cancelled %s %s (RRN %s), not %s", self.kiosk.code,
+                      reversal.op_id, other.kind, other.op_id, other.rrn, op.op_id)
+            record_event("terminal.reversal.other", kiosk=self.kiosk, object_ref=other.reference,
+                         message=f"Аварийная отмена вернула деньги за другую операцию ({other.reference}, "
+                                 f"RRN {other.rrn})", data={"reversal": reversal.op_id, "lost": op.op_id})
+        return other
 
     def _finish(self, op: CardOperation, state: str, resolution: str) -> CardOperation:
         CardOperation.objects.filter(pk=op.pk).update(state=state, resolution=resolution, finished_at=timezone.now())

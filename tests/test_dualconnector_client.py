@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from payments.acquiring import CardResult, InvalidRequest, NotSupported, Outcome, Reason
+from payments.acquiring import CardResult, InvalidRequest, LostOperation, NotSupported, Outcome, Reason
 from payments.dualconnector_client import DualConnectorClient, ecr_transaction_id, slip_to_text
 from payments.dualconnector_emulator import DualConnectorEmulator
 
@@ -164,6 +164,22 @@ def test_emergency_reversal_only_of_the_last_operation(dc):
     assert dc.emergency_reversal("rev-1", first).outcome is Outcome.DECLINED
     assert dc.emergency_reversal("rev-2", second).outcome is Outcome.APPROVED
     assert dc.emergency_reversal("rev-3").outcome is Outcome.DECLINED  # already reversed
+
+
+def test_a_reversal_naming_a_lost_sale_cancels_only_that_sale(dc, dc_emulator):
+    """After a lost answer the reversal names the sale by its ECR id and amount: a sale that never reached
+    the terminal leaves the payment before it alone; one that did is cancelled."""
+    earlier = approved_sale(dc, "sale-1")
+    never_sent = dc.emergency_reversal("rev-1", lost=LostOperation("sale-2", 18900))
+    assert never_sent.outcome is Outcome.DECLINED
+    dc_emulator.fault("lost_response")
+    assert dc.sale("sale-3", 18900, "A-3").outcome is Outcome.UNKNOWN
+    wrong_amount = dc.emergency_reversal("rev-2", lost=LostOperation("sale-3", 100))
+    reached = dc.emergency_reversal("rev-3", lost=LostOperation("sale-3", 18900))
+    assert wrong_amount.outcome is Outcome.DECLINED
+    assert reached.outcome is Outcome.APPROVED and reached.rrn != earlier.rrn
+    assert [(e["operation"], e["state"], e["rrn"]) for e in dc_emulator.journal()][-1] == (
+        "reversal", "approved", reached.rrn)
 
 
 # --- cancel, refund, settlement -----------------------------------------------------------------------------

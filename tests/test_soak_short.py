@@ -6,9 +6,8 @@ checked) as a subprocess: it has its own data folder and its own database. It ru
 in the PostgreSQL pass (on a throwaway PostgreSQL database), or in the SQLite pass (on a SQLite file)
 when no PostgreSQL answers.
 
-The other tests reproduce, deterministically and in seconds, what the soak caught. They are marked
-``xfail(strict=True)`` until the product is fixed: a fix makes them pass, and strict makes that visible
-(remove the marker then).
+The other tests reproduce, deterministically and in seconds, what the soak caught (each was a strict
+xfail until the product was fixed).
 """
 
 from __future__ import annotations
@@ -50,8 +49,6 @@ def _pg_answers(url: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known product bugs (the strict xfail tests below): remove this marker "
-                                        "once they are fixed; the soak's tables are printed either way")
 def test_the_short_soak_passes():
     if connection.vendor == "postgresql":
         database = ["--db", "pg", "--pg-url", os.environ.get("DATABASE_URL") or _pg_url()]
@@ -135,8 +132,6 @@ def test_a_refund_job_delivered_twice_gives_the_money_back_once(client, venue, m
     assert refundable(order)[coffee.pk] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: resolving a sale that never reached a DualConnector "
-                   "terminal reverses its last, earlier paid operation (payments/terminal.py _reverse)")
 @pytest.mark.django_db(transaction=True)
 def test_resolving_an_unsent_payment_never_reverses_an_earlier_paid_order(client, venue):
     """Soak: K5-055 completed and delivered, but its payment was reversed on the DualConnector terminal.
@@ -161,8 +156,30 @@ def test_resolving_an_unsent_payment_never_reverses_an_earlier_paid_order(client
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(strict=True, reason="open bug: a close may happen between a refund's card return and its "
-                                       "sellReturn (fiscal/shifts.py, payments/refunds.py)")
+def test_a_reversal_that_cancelled_another_payment_is_recorded_as_such(client, venue, monkeypatch):
+    """A terminal (or driver) that ignores what the reversal names cancels its last operation anyway: the
+    answer's RRN shows whose money went back, and both journal rows say what really happened."""
+    from nekassir.models import Event
+    from payments.dualconnector_client import DualConnectorClient
+    from payments.terminal import new_op_id, terminal_session
+
+    naming = DualConnectorClient.emergency_reversal
+    monkeypatch.setattr(DualConnectorClient, "emergency_reversal",
+                        lambda self, op_id, original=None, lost=None: naming(self, op_id, original))
+    first = _paid_order(client, venue, "K2", (demo.PRODUCT_BURGER_ID, "1"))
+    killed = CardOperation.objects.create(op_id=new_op_id(), kiosk=first.kiosk, kind="sale", state="sent",
+                                          transport=first.kiosk.terminal_transport, amount_kopecks=50000,
+                                          reference="order:killed")
+    with terminal_session(first.kiosk, purpose="recovery"):
+        pass
+    first.card_sale.refresh_from_db()
+    killed.refresh_from_db()
+    assert first.card_sale.state == CardOperation.State.REVERSED and "деньги вернулись" in first.card_sale.resolution
+    assert killed.state == CardOperation.State.DECLINED
+    assert Event.objects.filter(action="terminal.reversal.other", object_ref=first.card_sale.reference).exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_shift_never_closes_between_a_refunds_card_return_and_its_receipt(client, venue):
     """Soak: K4 shift 1 closed with a 189.00 card cancel whose sellReturn was printed in shift 2 (the paper
     had run out): both shifts fail reconciliation (documents ≠ card operations)."""
@@ -252,3 +269,34 @@ def test_a_card_operation_keeps_when_it_was_sent(client, venue):
     order = _paid_order(client, venue)
     order.card_sale.refresh_from_db()
     assert order.card_sale.sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_forced_close_finishes_an_order_whose_receipt_it_resumes(client, venue, monkeypatch):
+    """Soak: K5-015's worker was killed with its sell task sent; the automatic close (forced, the sale lock
+    free) resumed that task in its register session — the receipt printed in shift 1 — and closed the
+    shift; the card sale then came with no shift open ("approved sale 687.00 belongs to no shift")."""
+    from fiscal.models import FiscalOperation, Shift
+    from fiscal.shifts import close_shift
+    from nekassir.panel.reconciliation import reconcile_shift
+    from nekassir.receipts import sell_task
+
+    _paid_order(client, venue)  # the shift is open
+    monkeypatch.setattr(Conf, "SYNC", False)
+    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
+    client.post("/api/v1/orders", body, content_type="application/json",
+                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
+    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    with register_session(order.kiosk) as session:
+        op = session.create(sell_task(order), reference=f"order:{order.pk}:sell")
+    # Linked and marked sent, then the worker is killed before the register's answer.
+    FiscalOperation.objects.filter(pk=op.pk).update(state=FiscalOperation.State.SENT)
+    Order.objects.filter(pk=order.pk).update(sell_operation=op)
+    shift = Shift.objects.get(kiosk=order.kiosk, state="open")
+    monkeypatch.setattr(Conf, "SYNC", True)
+    close_shift(order.kiosk, reason="automatic", force=True, wait=0.5)
+    order.refresh_from_db()
+    shift.refresh_from_db()
+    assert shift.state == Shift.State.CLOSED
+    assert order.status == Order.Status.COMPLETED and order.card_sale.shift_id == shift.pk
+    assert reconcile_shift(shift).gaps == []
