@@ -9,7 +9,7 @@ earlier process left unresolved on that register (crash, kill -9, lost answer, `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 _NOT_READY_KINDS = {"no_paper", "cover_open", "printer_fault", "fn_failure", "not_connected", "unreachable", "auth"}
 _FISCAL_DOCUMENT_TYPES = set(FiscalDocument.Type.values)
 NEVER_SENT = "never_sent"  # error_kind of a task saved but never sent: nothing was made
+
+# Called with (session, operation) for each operation an earlier process left sent and this session
+# finished: the workflow that sent it died before it could record what followed (fiscal.shifts marks
+# the shift closed after a resumed closeShift).
+RESUMED_HOOKS: list[Callable[[RegisterSession, FiscalOperation], None]] = []
 
 
 class FiscalError(Exception):
@@ -140,7 +145,10 @@ class RegisterSession:
                 continue
             log.info("kiosk=%s resuming fiscal operation %s (%s, %s)", self.kiosk.code, op.uuid, op.task_type, op.state)
             try:
-                resolved.append(self.perform(op, resume=True))
+                done = self.perform(op, resume=True)
+                resolved.append(done)
+                for hook in RESUMED_HOOKS:
+                    hook(self, done)
             except FiscalOutcomeUnknown as exc:
                 raise RegisterUnresolved(
                     f"{self.kiosk.code}: операция {op.task_type} {op.uuid} ещё не завершена, новые операции отложены",

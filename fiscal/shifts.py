@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
+from fiscal import register
 from fiscal.models import FiscalOperation, Shift
 from fiscal.register import FiscalFailed, RegisterSession, register_session
 from nekassir.events import record_event
@@ -93,6 +94,13 @@ def _sync_shift(kiosk: Kiosk, state: str, number: int | None, expires_at: dateti
     if not created and (shift.expires_at != expires_at or shift.state != Shift.State.OPEN):
         Shift.objects.filter(pk=shift.pk).update(expires_at=expires_at, state=Shift.State.OPEN)
         shift.refresh_from_db()
+    stale = Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk)
+    if stale.exists():
+        # The register is on this shift, so any other we still call open was closed (on the device by
+        # hand, or by a closeShift whose answer we lost): say so rather than keep two open shifts.
+        log.warning("kiosk=%s shifts %s were closed outside our journal", kiosk.code,
+                    list(stale.values_list("number", flat=True)))
+        stale.update(state=Shift.State.CLOSED)
     if shift.opened_at is None and expires_at is not None:
         # Opened outside our journal (by hand on the device): the register's 24 h tells when.
         Shift.objects.filter(pk=shift.pk).update(opened_at=expires_at - timedelta(hours=24))
@@ -218,6 +226,22 @@ def _mark_closed(kiosk: Kiosk, op: FiscalOperation, totals: dict[str, Any] | Non
         shift.register_totals = {"closing_report": params, "shift_totals": totals}
         shift.save()
     return shift
+
+
+def _after_resumed(session: RegisterSession, op: FiscalOperation) -> None:
+    """A closeShift sent by a process that died (kill -9) and finished by a later session: the shift is
+    closed on the register, so mark it closed here too (else our row stays open beside the next one)."""
+    if op.task_type != "closeShift" or op.state != FiscalOperation.State.DONE or not op.shift_number:
+        return
+    # The register's counters were read just before that closeShift (``_close``); after it they are gone.
+    totals = (FiscalOperation.objects.filter(kiosk=session.kiosk, task_type="getShiftTotals", id__lt=op.pk,
+                                             state=FiscalOperation.State.DONE).order_by("-id").first())
+    shift = _mark_closed(session.kiosk, op, totals.result if totals else None)
+    record_event("fiscal.shift.closed", kiosk=session.kiosk, object_ref=f"shift:{shift.pk}",
+                 message=f"Смена №{shift.number} закрыта (завершено после перезапуска)", data={"fd": op.fd_number})
+
+
+register.RESUMED_HOOKS.append(_after_resumed)
 
 
 def x_report(kiosk: Kiosk, *, user=None) -> FiscalOperation:

@@ -26,7 +26,7 @@ from django_q.tasks import async_task
 
 from fiscal.models import FiscalOperation
 from fiscal.register import FiscalError, FiscalFailed, register_session
-from fiscal.shifts import ensure_open
+from fiscal.shifts import ensure_open, ensure_shift_open
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
 from nekassir.models import Kiosk, Order, OrderLine, OrderModifier, to_kopecks
@@ -194,9 +194,17 @@ def _money_and_receipt(refund: Refund) -> bool:
     kiosk = refund.kiosk
     try:
         with device_lock(sale_lock_key(kiosk), purpose=f"возврат {refund.order.number}", wait=settings.SALE_LOCK_WAIT):
+            op = refund.card_operation
+            if op is None or op.state != CardOperation.State.APPROVED:
+                # The card return belongs to the shift its return receipt lands in: open it first (a
+                # refund may come after the close), and give no money back while the register can't work.
+                ensure_shift_open(kiosk)
             return _card_step(refund) and _receipt_step(refund)
     except DeviceBusy as exc:
         _set(refund, message=f"Киоск занят: {exc}")
+        return False  # resumed by recovery
+    except FiscalError as exc:
+        _set(refund, message=f"ККТ не готова, деньги не возвращались: {exc}")
         return False  # resumed by recovery
 
 

@@ -300,3 +300,45 @@ def test_a_forced_close_finishes_an_order_whose_receipt_it_resumes(client, venue
     assert shift.state == Shift.State.CLOSED
     assert order.status == Order.Status.COMPLETED and order.card_sale.shift_id == shift.pk
     assert reconcile_shift(shift).gaps == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_finished_after_a_kill_marks_the_shift_closed(client, venue):
+    """Soak: K2's closeShift was sent and its worker killed; a later session finished it on the register,
+    but our Shift row stayed open beside the next shift ("still open: K2 1") and was never reconciled."""
+    from fiscal.models import FiscalOperation, Shift
+    from fiscal.shifts import status
+
+    order = _paid_order(client, venue)
+    shift = Shift.objects.get(kiosk=order.kiosk, state="open")
+    with register_session(order.kiosk) as session:
+        op = session.create({"type": "closeShift"}, reference="shift:close")
+    FiscalOperation.objects.filter(pk=op.pk).update(state=FiscalOperation.State.SENT)  # ... killed here
+    assert status(order.kiosk).state == "closed"  # this session resumes the close first
+    shift.refresh_from_db()
+    assert shift.state == Shift.State.CLOSED and shift.closed_at is not None
+    assert _paid_order(client, venue).card_sale.shift.number == shift.number + 1
+    assert list(Shift.objects.filter(kiosk=order.kiosk, state="open").values_list("number", flat=True)) == [
+        shift.number + 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_after_the_close_returns_the_money_in_the_shift_of_its_receipt(client, venue):
+    """Soak: K1 refund:5 — the shift was closed, the card return was made with no shift open and its
+    sellReturn (which opens the next shift) landed in shift 2: "approved refund belongs to no shift"."""
+    from fiscal.models import Shift
+    from fiscal.shifts import close_shift
+    from nekassir.panel.reconciliation import reconcile_shift
+    from payments.refunds import request_refund
+
+    order = _paid_order(client, venue)
+    close_shift(order.kiosk)
+    coffee = next(line for line in order.lines.all() if line.quantity == 2)
+    refund = request_refund(order, {coffee.pk: "1"}, to_card=True, cancel_in_iiko=False)
+    refund.refresh_from_db()
+    assert refund.state == "done"
+    shift = Shift.objects.get(kiosk=order.kiosk, state="open")
+    assert refund.card_operation.shift_id == shift.pk and refund.return_operation.shift_number == shift.number
+    close_shift(order.kiosk)
+    shift.refresh_from_db()
+    assert reconcile_shift(shift).gaps == []
