@@ -19,6 +19,7 @@ def check_register(kiosk: Kiosk) -> dict[str, Any]:
                 report["server"] = session.client.server_info()
             except AtolError as exc:
                 problems.append(f"ATOL Web Server по адресу {kiosk.atol_url} не отвечает: {exc}")
+                report["error"] = exc.kind  # what went wrong, for the advice of the admin's connection check
                 return report
             device = (session.run({"type": "getDeviceStatus"}).result or {}).get("deviceStatus") or {}
             report["device"] = device
@@ -34,9 +35,11 @@ def check_register(kiosk: Kiosk) -> dict[str, Any]:
                 problems.append(f"Очередь ККТ заблокирована ({reason})")
     except FiscalError as exc:
         problems.append(str(exc))
+        report["error"] = exc.kind
         return report
     except AtolError as exc:
         problems.append(f"ATOL Web Server: {exc}")
+        report["error"] = exc.kind
         return report
     report["ok"] = not problems
     return report

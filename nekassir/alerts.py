@@ -24,12 +24,14 @@ Off unless ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_CHAT_ID`` are set; the token ne
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Case, Count, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 SENT = "alert.sent"
 CLEARED = "alert.cleared"
 CHECKED = "fiscal.register.checked"  # the panel's register check (nekassir.panel.jobs.CHECKED)
+# Card operation reasons that mean the terminal itself did not answer (payments.terminal: "not ready").
+TERMINAL_DOWN_REASONS = ("not_reachable", "timeout", "lost_answer", "rejected")
 LOCK_KEY = "alerts:scan"  # one scan at a time, across clusters and machines
 MESSAGE_LIMIT = 3800  # under the Bot API's 4096 characters, with room for the header
 FN_WARNINGS = {
@@ -57,14 +61,24 @@ FN_WARNINGS = {
 class Problem:
     key: str  # stable identity: object_ref "alert:<key>"
     kind: str
-    text: str  # one line, Russian, for the chat
+    text: str  # one line, Russian, for the chat and the panel
     kiosk_id: int | None = None
     condition: bool = False  # a kiosk state that can go away (and come back): cleared, then alerted again
     data: dict[str, Any] = field(default_factory=dict)
+    kiosk_code: str = ""
+    # Since when: the order's time, the shift's close, the check that saw it; for a device not ready, the
+    # failure that made it so (the last one: the flag has no time of its own). None when not known.
+    since: datetime | None = None
+    link: tuple[str, Any] | None = None  # the panel page it concerns: ("order", pk) or ("shift", pk)
 
     @property
     def ref(self) -> str:
         return f"alert:{self.key}"
+
+    @property
+    def chat_text(self) -> str:
+        """The text with the panel link, when the panel's address is configured (the chat is elsewhere)."""
+        return self.text + (_link(*self.link) if self.link else "")
 
 
 def configured() -> bool:
@@ -72,11 +86,14 @@ def configured() -> bool:
 
 
 # --- finding problems -----------------------------------------------------------------------------
-def find_problems(now: datetime | None = None) -> list[Problem]:
-    """Every problem present now (sent or not), from the database only."""
+# A fixed number of queries however many orders, shifts and kiosks there are: the scan runs every minute
+# and the venue page shows the same list (nekassir.panel.alerts_panel), also at a million orders.
+def find_problems(now: datetime | None = None, *, order_limit: int | None = None) -> list[Problem]:
+    """Every problem present now (sent or not), from the database only. ``order_limit``: the oldest
+    that many order problems at most (the panel's list; the chat takes them all)."""
     now = now or timezone.now()
     since = now - timedelta(hours=settings.ALERTS_LOOKBACK_HOURS)
-    return [*_order_problems(since), *_shift_problems(since), *_kiosk_problems(now)]
+    return [*_order_problems(since, order_limit), *_shift_problems(since), *_kiosk_problems(now)]
 
 
 def _link(name: str, *args: Any) -> str:
@@ -86,31 +103,34 @@ def _link(name: str, *args: Any) -> str:
     from django.urls import NoReverseMatch, reverse
 
     try:
-        return f" {base}{reverse(name, args=args)}"
+        return f" {base}{reverse(f'panel:{name}', args=args)}"
     except NoReverseMatch:
         return ""
 
 
-def _order_problems(since: datetime) -> list[Problem]:
+def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
+    from nekassir.models import IikoAttempt
+
     problems = []
+    last_error = IikoAttempt.objects.filter(order=OuterRef("pk")).order_by("-id").values("error_message")[:1]
     orders = (Order.objects.filter(created_at__gte=since,
                                    status__in=[Order.Status.NOT_DELIVERED, Order.Status.NEEDS_ATTENTION])
-              .select_related("kiosk").order_by("created_at"))
-    for order in orders:
+              .select_related("kiosk").annotate(last_error=Subquery(last_error)).order_by("created_at"))
+    for order in orders[:limit] if limit is not None else orders:
+        common = {"kiosk_id": order.kiosk_id, "kiosk_code": order.kiosk.code, "since": order.created_at,
+                  "link": ("order", order.pk)}
         if order.status == Order.Status.NOT_DELIVERED:
-            last = order.iiko_attempts.order_by("-id").values_list("error_message", flat=True).first() or ""
+            last = order.last_error or ""
             reason = f": {last[:200]}" if last else ""
             problems.append(Problem(
                 f"order:{order.pk}:not_delivered:{order.iiko_round}", "order_not_delivered",
                 f"Заказ {order.number} ({order.total} ₽, киоск {order.kiosk.code}) оплачен, но не передан в iiko"
-                f"{reason}. Передайте его на кухню вручную или повторите отправку." + _link("panel:order", order.pk),
-                order.kiosk_id))
+                f"{reason}. Передайте его на кухню вручную или повторите отправку.", **common))
         else:
             problems.append(Problem(
                 f"order:{order.pk}:needs_attention", "order_needs_attention",
                 f"Заказ {order.number} (киоск {order.kiosk.code}) требует внимания: "
-                f"{order.error_message or 'устройство долго не отвечает'}" + _link("panel:order", order.pk),
-                order.kiosk_id))
+                f"{order.error_message or 'устройство долго не отвечает'}", **common))
     return problems
 
 
@@ -122,9 +142,24 @@ def _shift_problems(since: datetime) -> list[Problem]:
     problems = []
     shifts = list(Shift.objects.filter(state=Shift.State.CLOSED, closed_at__gte=since).select_related("kiosk")
                   .order_by("closed_at"))
+    if not shifts:
+        return problems
+    ids = [shift.pk for shift in shifts]
     latest: dict[int, Settlement] = {}
-    for settlement in Settlement.objects.filter(shift__in=shifts).order_by("id"):
+    for settlement in Settlement.objects.filter(shift_id__in=ids).order_by("id"):
         latest[settlement.shift_id] = settlement
+    # The totals of every shift at once (grouped by shift), rather than two queries per shift.
+    documents: dict[int, list] = defaultdict(list)
+    for shift_id, *row in (FiscalDocument.objects.filter(shift_id__in=ids, doc_type__in=["sell", "sellReturn"])
+                           .values("shift_id", "doc_type").annotate(s=Sum("total"), n=Count("id"))
+                           .values_list("shift_id", "doc_type", "s", "n")):
+        documents[shift_id].append(row)
+    card: dict[int, list] = defaultdict(list)
+    for shift_id, *row in (CardOperation.objects.filter(shift_id__in=ids, state="approved",
+                                                        kind__in=["sale", "cancel", "refund"])
+                           .values("shift_id", "kind").annotate(s=Sum("amount_kopecks"), n=Count("id"))
+                           .values_list("shift_id", "kind", "s", "n")):
+        card[shift_id].append(row)
     for shift in shifts:
         reasons = []
         settlement = latest.get(shift.pk)
@@ -134,46 +169,58 @@ def _shift_problems(since: datetime) -> list[Problem]:
             reasons.append(settlement.message or f"сверка итогов: {settlement.get_state_display()}")
         if shift.reconciled is False:
             reasons.append(shift.reconciliation_note or "отмечена как не сверенная")
-        documents = document_totals(
-            FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn"])
-            .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n"))
-        card = card_totals(
-            CardOperation.objects.filter(shift=shift, state="approved", kind__in=["sale", "cancel", "refund"])
-            .values("kind").annotate(s=Sum("amount_kopecks"), n=Count("id")).values_list("kind", "s", "n"))
-        reasons += total_gaps(register_totals(shift.register_totals), documents, card)
+        reasons += total_gaps(register_totals(shift.register_totals), document_totals(documents[shift.pk]),
+                              card_totals(card[shift.pk]))
         if reasons:
             problems.append(Problem(
                 f"shift:{shift.pk}:unreconciled", "shift_unreconciled",
-                f"Смена №{shift.number} киоска {shift.kiosk.code} закрыта не сверенной: {'; '.join(reasons)}"
-                + _link("panel:shift", shift.pk), shift.kiosk_id))
+                f"Смена №{shift.number} киоска {shift.kiosk.code} закрыта не сверенной: {'; '.join(reasons)}",
+                shift.kiosk_id, kiosk_code=shift.kiosk.code, since=shift.closed_at, link=("shift", shift.pk)))
     return problems
 
 
 def _kiosk_problems(now: datetime) -> list[Problem]:
+    from fiscal.models import FiscalOperation
+    from payments.models import CardOperation
+
+    # The last reading of each register's FN and OFD state: the panel's check. It is found by the kiosk's
+    # ref, which is indexed (the kiosk's own events run into the hundreds of thousands), one subquery each.
+    last_check = (Event.objects.filter(object_ref=Concat(Value("kiosk:"), OuterRef("code")), action=CHECKED)
+                  .order_by("-id").values("id")[:1])
+    # Since when a device is not ready: its last failure, which set the flag (index kiosk+state; failures are few).
+    register_failed = (FiscalOperation.objects.filter(kiosk=OuterRef("pk"), state=FiscalOperation.State.FAILED)
+                       .order_by("-id").values("created_at")[:1])
+    terminal_failed = (CardOperation.objects.filter(kiosk=OuterRef("pk"), state__in=["declined", "unknown"],
+                                                    reason__in=TERMINAL_DOWN_REASONS)
+                       .order_by("-id").values("created_at")[:1])
+    kiosks = list(Kiosk.objects.filter(active=True).annotate(
+        last_check_id=Subquery(last_check),
+        # Looked up only for a device not ready (CASE runs its subquery only when the condition holds).
+        register_failed_at=Case(When(register_ready=False, then=Subquery(register_failed))),
+        terminal_failed_at=Case(When(terminal_ready=False, then=Subquery(terminal_failed)))).order_by("code"))
+    checks = Event.objects.only("data", "created_at").in_bulk([k.last_check_id for k in kiosks if k.last_check_id])
     problems = []
-    for kiosk in Kiosk.objects.filter(active=True).order_by("code"):
+    for kiosk in kiosks:
+        common = {"kiosk_code": kiosk.code, "condition": True}
         if kiosk.has_register and not kiosk.register_ready:
             reason = kiosk.register_problem or "причина неизвестна"
             problems.append(Problem(f"kiosk:{kiosk.code}:register", "register_not_ready",
-                                    f"ККТ киоска {kiosk.code} не готова: {reason}", kiosk.pk, condition=True))
+                                    f"ККТ киоска {kiosk.code} не готова: {reason}", kiosk.pk,
+                                    since=kiosk.register_failed_at, **common))
         if kiosk.terminal_transport and not kiosk.terminal_ready:
             reason = kiosk.terminal_problem or "причина неизвестна"
             problems.append(Problem(f"kiosk:{kiosk.code}:terminal", "terminal_not_ready",
-                                    f"Терминал киоска {kiosk.code} не готов: {reason}", kiosk.pk, condition=True))
-        if not kiosk.has_register:
-            continue
-        # The last reading of the register's FN and OFD state: the panel's check (kept with the kiosk's ref,
-        # which is indexed, so this stays one cheap query per kiosk however long the journal grows).
-        check = (Event.objects.filter(object_ref=f"kiosk:{kiosk.code}", action=CHECKED).order_by("-id")
-                 .only("data", "created_at").first())
-        if check is None:
+                                    f"Терминал киоска {kiosk.code} не готов: {reason}", kiosk.pk,
+                                    since=kiosk.terminal_failed_at, **common))
+        check = checks.get(kiosk.last_check_id)
+        if not kiosk.has_register or check is None:
             continue
         warnings = sorted(w for w in (check.data or {}).get("fn_warnings") or [] if w != "ofdTimeout")
         if warnings:
             names = ", ".join(FN_WARNINGS.get(w, w) for w in warnings)
             problems.append(Problem(f"kiosk:{kiosk.code}:fn", "fn_warning",
                                     f"ФН киоска {kiosk.code}: {names} (по проверке ККТ {_when(check.created_at)})",
-                                    kiosk.pk, condition=True, data={"warnings": warnings}))
+                                    kiosk.pk, data={"warnings": warnings}, since=check.created_at, **common))
         ofd = _ofd_problem(kiosk, check, now)
         if ofd:
             problems.append(ofd)
@@ -193,7 +240,7 @@ def _ofd_problem(kiosk: Kiosk, check: Event, now: datetime) -> Problem | None:
     return Problem(f"kiosk:{kiosk.code}:ofd", "ofd_warning",
                    f"ККТ киоска {kiosk.code}: {unsent} док. не переданы в ОФД, первый — {_when(first)}. "
                    "Проверьте интернет на киоске; через 30 дней ФН заблокирует продажи.",
-                   kiosk.pk, condition=True, data={"not_sent": unsent})
+                   kiosk.pk, condition=True, data={"not_sent": unsent}, kiosk_code=kiosk.code, since=first)
 
 
 def _when(moment: datetime | None) -> str:
@@ -243,7 +290,7 @@ def messages(new: list[Problem], cleared: list[str]) -> list[tuple[str, list[Pro
     """The chat messages, each with the problems and cleared refs it carries (each under the size limit)."""
     venue = settings.ALERTS_VENUE_NAME
     header = f"Некассир{f' — {venue}' if venue else ''}:"
-    items = [("❗ " + p.text[:1500], p, None) for p in new] + [(_cleared_line(r), None, r) for r in cleared]
+    items = [("❗ " + p.chat_text[:1500], p, None) for p in new] + [(_cleared_line(r), None, r) for r in cleared]
     out: list[tuple[str, list[Problem], list[str]]] = []
     lines: list[str] = []
     carried: list[Problem] = []
@@ -296,7 +343,7 @@ def _scan_and_send() -> dict[str, Any]:
                 continue
             for problem in problems:
                 record_event(SENT, kiosk=kiosks.get(problem.kiosk_id), object_ref=problem.ref,
-                             message=problem.text[:1000], data={"kind": problem.kind, **problem.data})
+                             message=problem.chat_text[:1000], data={"kind": problem.kind, **problem.data})
             for ref in refs:
                 record_event(CLEARED, object_ref=ref, message=_cleared_line(ref))
             result["sent"] += 1

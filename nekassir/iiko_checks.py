@@ -20,6 +20,7 @@ def check_iiko(kiosk: Kiosk) -> dict[str, Any]:
         client = make_iiko_client(kiosk)
     except IikoNotConfigured as exc:
         problems.append(str(exc))
+        report["error"] = "not_configured"
         return report
     org, group = str(kiosk.iiko_organization_id), str(kiosk.iiko_terminal_group_id)
     try:
@@ -29,6 +30,7 @@ def check_iiko(kiosk: Kiosk) -> dict[str, Any]:
             order_types = client.order_types([org])
     except IikoError as exc:
         problems.append(f"iiko не отвечает или отказал: {exc}")
+        report["error"] = type(exc).__name__  # for the advice of the admin's connection check
         return report
     report["terminal_group_alive"] = any(a.is_alive for a in alive if a.terminal_group_id == group)
     if not report["terminal_group_alive"]:

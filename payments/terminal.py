@@ -267,3 +267,10 @@ def terminal_session(
         if resolve:
             session.resolve_unresolved()
         yield session
+
+
+def check_terminal(kiosk: Kiosk) -> CardOperation:
+    """Is the terminal on line (``terminal <kiosk> check``, the admin's «Проверить связь»)? A journaled
+    CHECK operation under the terminal's lock: a payment in progress is waited for, never interrupted."""
+    with terminal_session(kiosk, purpose=f"{kiosk.code}: проверка связи", resolve=False) as session:
+        return session.check()

@@ -137,8 +137,9 @@ ACTIONS = {
     "refund": ("/orders/{order_id}/refund/", "refund_order", {"full": "1", "to_card": "on", "after": "0"}),
     "resend": ("/orders/{order_id}/resend/", "change_order", {}),
     "check": ("/kiosks/K1/check/", None, {}),
+    "connection": ("/kiosks/K1/connection/", "change_kiosk", {}),  # the admin's «Проверить связь»
 }
-PERMISSIONS = ["manage_shift", "print_xreport", "print_copy", "refund_order", "change_order"]
+PERMISSIONS = ["manage_shift", "print_xreport", "print_copy", "refund_order", "change_order", "change_kiosk"]
 
 
 def test_every_action_needs_its_permission_and_nothing_else(objects, monkeypatch):

@@ -28,6 +28,7 @@ MANAGE_SHIFT = "fiscal.manage_shift"
 XREPORT = "fiscal.print_xreport"
 PRINT_COPY = "fiscal.print_copy"
 RESEND = "nekassir.change_order"
+CHANGE_KIOSK = "nekassir.change_kiosk"  # support staff: the kiosk's settings and «Проверить связь»
 
 SESSION_KEY = "kiosk_unlocked"
 

@@ -27,7 +27,7 @@ from fiscal.register import FiscalError, register_lock_key, register_session
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, sale_lock_key
 from nekassir.models import DeviceLock, Event, Kiosk, Order
-from nekassir.panel.access import MANAGE_SHIFT, PRINT_COPY, RESEND, XREPORT, Scope
+from nekassir.panel.access import CHANGE_KIOSK, MANAGE_SHIFT, PRINT_COPY, RESEND, XREPORT, Scope
 from payments.models import CardOperation
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,16 @@ def _check(start: Event) -> tuple[bool, str, dict[str, Any]]:
     return ok, "ККТ в порядке" if ok else "; ".join(summary["problems"]), summary
 
 
+def _connection(start: Event) -> tuple[bool, str, dict[str, Any]]:
+    """The admin's «Проверить связь»: register, terminal and iiko, one plain-Russian line each."""
+    from nekassir.connection_check import BAD, check_connection
+
+    lines = check_connection(start.kiosk)
+    failed = [line.device for line in lines if line.state == BAD]
+    message = f"Есть проблемы: {', '.join(failed)}" if failed else "Связь в порядке"
+    return not failed, message, {"devices": [line.as_dict() for line in lines]}
+
+
 def _order_of(start: Event) -> Order:
     return Order.objects.select_related("kiosk").get(pk=start.object_ref.removeprefix("order:"))
 
@@ -152,6 +162,7 @@ KINDS: dict[str, JobKind] = {
     "xreport": JobKind("X-отчёт", XREPORT, _xreport),
     "settle": JobKind("Сверка итогов", MANAGE_SHIFT, _settle),
     "check": JobKind("Проверка ККТ", None, _check),
+    "connection": JobKind("Проверка связи", CHANGE_KIOSK, _connection),
     "resend": JobKind("Повторная передача в iiko", RESEND, _resend),
     "print_receipt": JobKind("Копия чека", PRINT_COPY, _print_receipt),
     "print_slip": JobKind("Копия слипа", PRINT_COPY, _print_slip),

@@ -45,4 +45,6 @@ def outcome(state: JobState, scope) -> dict[str, Any]:
         result["settlement"] = Settlement.objects.select_related("operation").filter(pk=data["settlement_id"]).first()
     if state.kind == "check":
         result["check"] = data
+    if state.kind == "connection":
+        result["connection"] = data.get("devices") or []
     return result

@@ -8,7 +8,7 @@ limited to that kiosk and need its PIN (``embed_view``). Names: ``panel:<name>``
 from django.urls import path
 
 from nekassir.panel.access import embed_view, manager_view
-from nekassir.panel.views import embed, jobs, orders, shifts, venue
+from nekassir.panel.views import alerts, connection, embed, jobs, orders, shifts, venue
 
 app_name = "panel"
 
@@ -35,6 +35,9 @@ SHARED = [
 urlpatterns = [
     path("", manager_view(venue.home), name="home"),
     path("journal/", manager_view(venue.journal), name="journal"),
+    # Managers only: the venue's problems (a fragment of the venue page), and the admin's «Проверить связь».
+    path("alerts/", manager_view(alerts.alerts), name="alerts"),
+    path("kiosks/<str:code>/connection/", manager_view(connection.connection), name="connection"),
     path("kiosk/<str:code>/service/", embed.home, name="embed_home"),
     path("kiosk/<str:code>/service/lock/", embed.lock, name="embed_lock"),
 ]

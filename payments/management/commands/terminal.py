@@ -8,7 +8,7 @@ from nekassir.locks import DeviceBusy
 from nekassir.management.jsoncommand import JsonCommand
 from payments.models import CardOperation, Settlement
 from payments.settlement import settle
-from payments.terminal import TerminalError, current_shift, terminal_session
+from payments.terminal import TerminalError, check_terminal, current_shift
 
 
 def card_operation_json(op: CardOperation | None) -> dict[str, Any] | None:
@@ -41,8 +41,7 @@ class Command(JsonCommand):
         self.emit({"ok": True, **base, **payload})
 
     def do_check(self, kiosk):
-        with terminal_session(kiosk, purpose=f"{kiosk.code}: проверка связи", resolve=False) as session:
-            op = session.check()
+        op = check_terminal(kiosk)
         ok = op.state == CardOperation.State.APPROVED
         message = "Терминал на связи" if ok else f"Терминал недоступен или не готов: {op.message or op.reason}"
         return {"_ok": ok, "check": card_operation_json(op), "message": message}
