@@ -277,7 +277,21 @@ def _receipt_step(refund: Refund) -> bool:
     except (FiscalError, DeviceBusy) as exc:
         _set(refund, message=f"Чек возврата: {exc}")
         return False
+    _reconcile_with_receipt(refund)
     return True
+
+
+def _reconcile_with_receipt(refund: Refund) -> None:
+    """The card return is reconciled in the shift of its return receipt. They differ only when the shift
+    ran out (expired, or closed by force) between the two: the receipt could not go into a closed shift."""
+    document = getattr(refund.return_operation, "document", None)
+    card = refund.card_operation
+    if document is None or card is None or document.shift_id in (None, card.shift_id):
+        return
+    log.warning("refund %s: card return in shift %s, its receipt in shift %s: reconciled with the receipt",
+                refund.pk, card.shift_id, document.shift_id)
+    CardOperation.objects.filter(pk=card.pk).update(shift=document.shift_id)
+    card.shift_id = document.shift_id
 
 
 def _return_task(refund: Refund) -> dict[str, Any]:

@@ -116,13 +116,17 @@ class TerminalSession:
 
     # --- journal ---------------------------------------------------------------------------------
     def create(
-        self, kind: str, amount_kopecks: int, *, original: CardOperation | None = None, reference: str = ""
+        self, kind: str, amount_kopecks: int, *, original: CardOperation | None = None, reference: str = "",
+        shift: Shift | None = None,
     ) -> CardOperation:
-        """Save the row, and so our op id, before the terminal is called."""
+        """Save the row, and so our op id, before the terminal is called.
+
+        ``shift``: the shift it is reconciled in — that of its fiscal document when there is one (a sale
+        whose receipt was printed just before a forced or expired close), else the one open now."""
         return CardOperation.objects.create(
             op_id=new_op_id(), kiosk=self.kiosk, kind=kind, amount_kopecks=amount_kopecks, original=original,
             transport=self.kiosk.terminal_transport, reference=reference or (original.reference if original else ""),
-            shift=current_shift(self.kiosk),
+            shift=shift or current_shift(self.kiosk),
         )
 
     def perform(self, op: CardOperation, *, order_number: str = "") -> CardOperation:

@@ -342,3 +342,35 @@ def test_a_refund_after_the_close_returns_the_money_in_the_shift_of_its_receipt(
     close_shift(order.kiosk)
     shift.refresh_from_db()
     assert reconcile_shift(shift).gaps == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_return_whose_receipt_waits_past_an_expired_shift_is_reconciled_with_the_receipt(client, venue):
+    """Soak: K3/K4 — a card return in shift 2, its sellReturn failed (paper), then shift 2 expired (24 h
+    on the register clock) and was closed as expired: the receipt could only go into shift 3, and both
+    shifts failed reconciliation (documents ≠ card operations) by the refund's amount."""
+    from fiscal.models import Shift
+    from nekassir.panel.reconciliation import reconcile_shift
+    from payments.refunds import request_refund, run_refund
+
+    order = _paid_order(client, venue)
+    first = Shift.objects.get(kiosk=order.kiosk, state="open")
+    coffee = next(line for line in order.lines.all() if line.quantity == 2)
+    _paper(venue, False)
+    refund = request_refund(order, {coffee.pk: "1"}, to_card=True, cancel_in_iiko=False)
+    refund.refresh_from_db()
+    assert refund.card_operation.state == "approved" and refund.state == "needs_attention"
+    venue.atol.control.post("/_emulator/clock", json={"advance_seconds": 25 * 3600}).raise_for_status()
+    _paper(venue, True)
+    _paid_order(client, venue)  # its receipt closes the expired shift and opens the next one
+    assert run_refund(refund.pk) == "done"
+    refund.refresh_from_db()
+    first.refresh_from_db()
+    second = Shift.objects.get(kiosk=order.kiosk, state="open")
+    assert first.state == Shift.State.CLOSED and refund.card_operation.shift_id == second.pk
+    assert reconcile_shift(first).gaps == []
+    from fiscal.shifts import close_shift
+
+    close_shift(order.kiosk)
+    second.refresh_from_db()
+    assert reconcile_shift(second).gaps == []
