@@ -34,6 +34,13 @@ from fiscal.atol_errors import (
     device_error,
 )
 from nekassir import wirejson
+from nekassir.tls import ssl_context
+
+# The first polls after a POST come sooner than ``poll_interval``: a query task (getShiftStatus) or a
+# document on a fast register is often ready within tens of milliseconds, and one fixed pause of
+# poll_interval (0.3 s) after the first "not yet" was most of such a task's time. A few more GETs on the
+# LAN cost nothing; slow tasks (printing) are then polled every ``poll_interval`` as before.
+FIRST_POLL_PAUSES = (0.02, 0.05, 0.1, 0.2)
 
 FISCAL_TASKS = frozenset(
     {"sell", "sellReturn", "buy", "buyReturn", "sellCorrection", "sellReturnCorrection", "openShift", "closeShift"}
@@ -173,7 +180,8 @@ class AtolClient:
     def __post_init__(self) -> None:
         auth = httpx.BasicAuth(self.username, self.password) if self.username else None
         self._http = httpx.Client(
-            base_url=self.base_url.rstrip("/"), auth=auth, timeout=self.timeout, transport=self.transport
+            base_url=self.base_url.rstrip("/"), auth=auth, timeout=self.timeout, transport=self.transport,
+            verify=ssl_context(),  # built once per process (nekassir.tls): a client per session stays cheap
         )
 
     def close(self) -> None:
@@ -241,6 +249,7 @@ class AtolClient:
         deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
         last_error: AtolError | None = None
         blocked = False
+        pauses = iter(FIRST_POLL_PAUSES)
         while True:
             try:
                 outcome = self.get(uuid)
@@ -257,7 +266,7 @@ class AtolClient:
                 last_error = exc
             if time.monotonic() >= deadline:
                 break
-            self.sleep(self.poll_interval)
+            self.sleep(min(next(pauses, self.poll_interval), self.poll_interval))
         if blocked:
             raise AtolStillBlocked("Задание заблокировано: ККТ ещё не ответила, сделан ли документ", uuid=uuid)
         if last_error is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from nekassir import iiko_schema
+from nekassir.tls import ssl_context
 
 DEFAULT_BASE_URL = "https://api-ru.iiko.services"
 # A token lives 1 hour; renewing at 50 minutes leaves room for clock skew and slow calls.
@@ -473,7 +474,7 @@ class IikoClient:
         self._token: str | None = None
         self._token_at = 0.0
         self._token_lock = threading.Lock()
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=ssl_context())
 
     def close(self) -> None:
         self._http.close()

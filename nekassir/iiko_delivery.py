@@ -11,18 +11,21 @@ staff must see it at once (the panel shows it and can resend).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from nekassir import wirejson
 from nekassir.events import record_event
 from nekassir.iiko_client import IikoClient, IikoError, build_order
 from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import IikoAttempt, Kiosk, Order
+from nekassir.models import IikoAttempt, IikoConnection, Kiosk, Order
 
 log = logging.getLogger(__name__)
 Attempt = IikoAttempt.State
@@ -33,10 +36,15 @@ class IikoNotConfigured(Exception):
     pass
 
 
-def make_iiko_client(kiosk: Kiosk) -> IikoClient:
+def _connection(kiosk: Kiosk) -> IikoConnection:
     connection = kiosk.iiko
     if connection is None or not kiosk.iiko_organization_id or not kiosk.iiko_terminal_group_id:
         raise IikoNotConfigured(f"{kiosk.code}: подключение к iiko не настроено")
+    return connection
+
+
+def make_iiko_client(kiosk: Kiosk) -> IikoClient:
+    connection = _connection(kiosk)
     return IikoClient(
         base_url=connection.base_url, api_login=connection.api_login or None, app_id=connection.app_id or None,
         client_secret=connection.client_secret or None, api_key=connection.api_key or None,
@@ -44,11 +52,42 @@ def make_iiko_client(kiosk: Kiosk) -> IikoClient:
     )
 
 
+# One client per iiko account, kept by each process between orders: its token (lives 1 h; the client
+# renews it after 50 min or on a 401) and its keep-alive connection are reused, instead of one token
+# request and one TLS handshake to iiko Cloud per order. That keeps the contract: a pooled connection
+# that iiko closed is either dropped before anything is sent (httpcore checks it) or fails as a lost
+# answer, which is already an attempt in doubt, checked by its id before anything else.
+_shared_clients: dict[tuple, IikoClient] = {}
+_shared_pid = 0
+_shared_lock = threading.Lock()
+
+
+def shared_iiko_client(kiosk: Kiosk) -> IikoClient:
+    """``make_iiko_client`` kept for reuse (thread-safe; never close it). Raises IikoNotConfigured."""
+    global _shared_pid
+    connection = _connection(kiosk)
+    key = (connection.base_url, connection.api_login, connection.app_id, connection.client_secret,
+           connection.api_key, settings.IIKO_HTTP_TIMEOUT)
+    with _shared_lock:
+        if _shared_pid != os.getpid():  # a forked worker must not use its parent's sockets
+            _shared_clients.clear()
+            _shared_pid = os.getpid()
+        client = _shared_clients.get(key)
+        if client is None:
+            client = make_iiko_client(kiosk)
+            if len(_shared_clients) >= 8:
+                # Credentials edited in the admin leave old entries: dropped, not closed (a thread may
+                # still be using one; its sockets close when it is collected).
+                _shared_clients.clear()
+            _shared_clients[key] = client
+    return client
+
+
 def deliver(order: Order) -> str:
     """Deliver ``order`` to iiko (or find that an earlier attempt already did). Returns the status."""
     try:
         with device_lock(f"iiko:order:{order.pk}", purpose=f"iiko {order.number}", wait=0):
-            order.refresh_from_db()
+            order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk__iiko"))
             if order.step != Order.Step.IIKO:
                 return order.status
             return _deliver(order)
@@ -59,10 +98,10 @@ def deliver(order: Order) -> str:
 
 def _deliver(order: Order) -> str:
     try:
-        client = make_iiko_client(order.kiosk)
+        client = shared_iiko_client(order.kiosk)
     except IikoNotConfigured as exc:
         return _not_delivered(order, str(exc))
-    with client:
+    if order.iiko_attempts.exists():  # an order just paid has none: nothing to follow up (one query, not three)
         for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT):
             _follow(client, order, attempt)  # iiko may still be creating it: wait (bounded) for its answer
         if order.iiko_attempts.filter(state=Attempt.SUCCESS).exists():
@@ -70,17 +109,16 @@ def _deliver(order: Order) -> str:
         if order.iiko_attempts.filter(state__in=IN_DOUBT).exists():
             # iiko cannot tell yet whether an earlier attempt exists: a new one could make a twin.
             return _defer(order)
-        this_round = order.iiko_attempts.filter(round=order.iiko_round)  # a resend from the panel starts anew
-        while this_round.count() < settings.IIKO_MAX_ATTEMPTS:
-            done = this_round.count()
-            if done:
-                delays = settings.IIKO_RETRY_DELAYS or [0.0]
-                time.sleep(delays[min(done - 1, len(delays) - 1)])
-            outcome = _attempt(client, order)
-            if outcome is True:
-                return _completed(order)
-            if outcome is None:
-                return _defer(order)
+    this_round = order.iiko_attempts.filter(round=order.iiko_round)  # a resend from the panel starts anew
+    while (done := this_round.count()) < settings.IIKO_MAX_ATTEMPTS:
+        if done:
+            delays = settings.IIKO_RETRY_DELAYS or [0.0]
+            time.sleep(delays[min(done - 1, len(delays) - 1)])
+        outcome = _attempt(client, order)
+        if outcome is True:
+            return _completed(order)
+        if outcome is None:
+            return _defer(order)
     last = order.iiko_attempts.order_by("-id").first()
     return _not_delivered(order, last.error_message if last else "")
 
@@ -90,11 +128,12 @@ def _attempt(client: IikoClient, order: Order) -> bool | None:
     kiosk = order.kiosk
     iiko_id = str(uuid.uuid4())
     body = order_body(order, iiko_id)
-    attempt = IikoAttempt.objects.create(
-        order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery, request=body,
-        round=order.iiko_round,
-    )  # saved before the call, with its own id
-    _record(attempt, Attempt.SENT)
+    with transaction.atomic():  # one commit (each is a disk flush): saved, then marked sent, before the call
+        attempt = IikoAttempt.objects.create(
+            order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery, request=body,
+            round=order.iiko_round,
+        )  # saved before the call, with its own id
+        _record(attempt, Attempt.SENT)
     try:
         create = client.create_delivery if kiosk.iiko_send_as_delivery else client.create_order
         result = create(str(kiosk.iiko_organization_id), str(kiosk.iiko_terminal_group_id), body)
@@ -177,13 +216,14 @@ def _error_text(error_info: Any) -> str:
 
 def _completed(order: Order) -> str:
     success = order.iiko_attempts.filter(state=Attempt.SUCCESS).order_by("-id").first()
-    Order.objects.filter(pk=order.pk).update(
-        step=Order.Step.DONE, status=Order.Status.COMPLETED, iiko_number=success.iiko_number if success else "",
-        iiko_state=success.iiko_status if success else "", error_code="", error_message="", retry_at=None,
-        updated_at=timezone.now(),
-    )
-    record_event("order.completed", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
-                 message=f"{order.number}: передан в iiko")
+    with transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(
+            step=Order.Step.DONE, status=Order.Status.COMPLETED, iiko_number=success.iiko_number if success else "",
+            iiko_state=success.iiko_status if success else "", error_code="", error_message="", retry_at=None,
+            updated_at=timezone.now(),
+        )
+        record_event("order.completed", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
+                     message=f"{order.number}: передан в iiko")
     order.refresh_from_db()
     return order.status
 
@@ -229,7 +269,7 @@ def order_body(order: Order, iiko_id: str) -> dict[str, Any]:
                 for m in line.modifiers.all()
             ],
         }
-        for line in order.lines.all().order_by("position")
+        for line in order.lines.all().prefetch_related("modifiers").order_by("position")
     ]
     return build_order(
         iiko_id, order.number, str(order_type or ""), items, str(kiosk.iiko_payment_type_id or ""), order.total,

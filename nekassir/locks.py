@@ -83,14 +83,14 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _ensure_row(key: str) -> None:
-    if DeviceLock.objects.filter(key=key).exists():
-        return
+def _create_held(key: str, values: dict) -> bool:
+    """First use of ``key``: its row is created already held by us (False if another process made it first)."""
     try:
         with transaction.atomic():
-            DeviceLock.objects.create(key=key)
+            DeviceLock.objects.create(key=key, **values)
     except IntegrityError:
-        pass  # another process created it first
+        return False
+    return True
 
 
 def try_acquire(key: str, purpose: str = "", lease: float | None = None) -> bool:
@@ -99,19 +99,20 @@ def try_acquire(key: str, purpose: str = "", lease: float | None = None) -> bool
     if key in held:
         held[key] += 1
         return True
-    _ensure_row(key)
     now = timezone.now()
-    expires = now + timedelta(seconds=lease or settings.DEVICE_LOCK_LEASE)
     me = holder_id()
-    claimed = DeviceLock.objects.filter(Q(holder="") | Q(expires_at__lt=now), key=key).update(
-        holder=me, purpose=purpose[:255], acquired_at=now, expires_at=expires
-    )
+    values = {"holder": me, "purpose": purpose[:255], "acquired_at": now,
+              "expires_at": now + timedelta(seconds=lease or settings.DEVICE_LOCK_LEASE)}
+    # The usual case is one UPDATE (one commit): the row exists and is free. Only when that fails do we
+    # look at the row: missing (created held), or held by a process that died.
+    free = DeviceLock.objects.filter(Q(holder="") | Q(expires_at__lt=now), key=key)
+    claimed = free.update(**values)
     if not claimed:
-        current = DeviceLock.objects.filter(key=key).values_list("holder", flat=True).first() or ""
-        if current and _holder_is_dead(current):
-            claimed = DeviceLock.objects.filter(key=key, holder=current).update(
-                holder=me, purpose=purpose[:255], acquired_at=now, expires_at=expires
-            )
+        current = DeviceLock.objects.filter(key=key).values_list("holder", flat=True).first()
+        if current is None:
+            claimed = _create_held(key, values) or free.update(**values)  # lost the race: the winner's row
+        elif current and _holder_is_dead(current):
+            claimed = DeviceLock.objects.filter(key=key, holder=current).update(**values)
     if claimed:
         held[key] = 1
         return True

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from nekassir.tls import ssl_context
+
 DEFAULT_API_URL = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH = 4096  # Bot API limit for a message's text, in characters
 
@@ -38,7 +40,7 @@ class TelegramClient:
             raise ValueError("a bot token is required")
         self._token = token
         self._base = api_url.rstrip("/")
-        self._http = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
+        self._http = httpx.Client(timeout=timeout, transport=transport, trust_env=False, verify=ssl_context())
 
     def __repr__(self) -> str:
         return f"<TelegramClient {self._base}>"

@@ -33,6 +33,8 @@ from decimal import Decimal, InvalidOperation
 
 import httpx
 
+from nekassir.tls import ssl_context
+
 # --- errors ---------------------------------------------------------------------------------------------
 
 
@@ -315,11 +317,12 @@ def post_once(
     """POST once, never retried: a retry of a card payment could charge twice.
 
     A fresh connection per call, so a ConnectError always means "nothing was sent" (a reused keep-alive
-    connection that died would blur that line).
+    connection that died would blur that line). Only the TLS context is shared (nekassir.tls): building
+    one per call cost more than the whole exchange with a terminal on the LAN.
     """
     timeouts = httpx.Timeout(timeout, connect=min(connect_timeout, timeout) if timeout else connect_timeout)
     try:
-        with httpx.Client(timeout=timeouts, auth=auth, trust_env=False) as client:
+        with httpx.Client(timeout=timeouts, auth=auth, trust_env=False, verify=ssl_context()) as client:
             answer = client.post(url, content=content, headers=headers)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
         return HttpExchange(Reason.NOT_REACHABLE, detail=f"{type(exc).__name__}: {exc}")
