@@ -21,6 +21,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -63,7 +64,8 @@ def run_checkout(order_id: str) -> str:
         return order.status
     try:
         with device_lock(sale_lock_key(order.kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT):
-            order.refresh_from_db()  # another run may have moved it while we waited for the lock
+            # Another run may have moved it while we waited for the lock (the kiosk comes in the same query).
+            order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk"))
             _advance(order, {Step.SELL, Step.CARD, Step.ANNUL})
     except DeviceBusy as exc:
         defer(order, f"киоск занят: {exc}")
@@ -96,31 +98,38 @@ def _sell(order: Order) -> bool:
                 op.refresh_from_db()  # the session may just have resolved it
             if op is None or op.error_kind == NEVER_SENT:
                 ensure_open(session)
-                op = session.create(sell_task(order), reference=f"order:{order.pk}:sell")
-                _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
+                task = sell_task(order)
+                with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
+                    op = session.create(task, reference=f"order:{order.pk}:sell")
+                    _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
                 session.perform(op)
     except FiscalFailed as exc:
         # Refused before anything was made (no paper, cover open, FN, shift...): nothing charged.
         return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
     except (FiscalError, DeviceBusy) as exc:
         return defer(order, f"чек: {exc}")
-    op.refresh_from_db()
+    op = FiscalOperation.objects.select_related("document__shift").get(pk=op.pk)  # may just have been resolved
     if op.state == FiscalOperation.State.FAILED:
         return _finish(order, Status.FAILED, "register_not_ready", detail=op.error_message)
-    _set(order, step=Step.CARD, shift=getattr(op, "document", None) and op.document.shift)
-    _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}")
+    with transaction.atomic():
+        # The card step's status is set here too: the kiosk says "insert card" from now on.
+        _set(order, step=Step.CARD, status=Status.AWAITING_CARD,
+             shift=getattr(op, "document", None) and op.document.shift)
+        _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}")
     return True
 
 
 def _card(order: Order) -> bool:
-    _set(order, status=Status.AWAITING_CARD)
+    if order.status != Status.AWAITING_CARD:
+        _set(order, status=Status.AWAITING_CARD)
     try:
         with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
             op = order.card_sale
             if op is None:
-                op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
-                                    reference=f"order:{order.pk}")
-                _set(order, card_sale=op)  # our op id is saved before the terminal is called
+                with transaction.atomic():  # one commit: the operation (our op id) and the order's link to it
+                    op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
+                                        reference=f"order:{order.pk}", shift=order.shift)
+                    _set(order, card_sale=op)  # our op id is saved before the terminal is called
                 session.perform(op, order_number=order.number)
     except TerminalNotConfigured as exc:
         _set(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
@@ -129,12 +138,14 @@ def _card(order: Order) -> bool:
         return defer(order, f"оплата: {exc}")
     op.refresh_from_db()
     if op.state == CardOperation.State.APPROVED:
-        _set(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
-        _event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
+        with transaction.atomic():
+            _set(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
+            _event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
         return True
     if op.state in (CardOperation.State.DECLINED, CardOperation.State.REVERSED):
-        _set(order, step=Step.ANNUL, error_code="card_declined", error_message=op.message or op.resolution)
-        _event(order, "order.card.declined", op.message or op.get_state_display())
+        with transaction.atomic():
+            _set(order, step=Step.ANNUL, error_code="card_declined", error_message=op.message or op.resolution)
+            _event(order, "order.card.declined", op.message or op.get_state_display())
         return True
     # Unknown: the next pass enters the terminal session again, which resolves it first.
     return True
@@ -146,8 +157,9 @@ def _annul(order: Order) -> bool:
             op = order.annul_operation
             if op is None or op.state == FiscalOperation.State.FAILED:
                 ensure_open(session)  # after a shift change the annulment lands in the new shift
-                op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
-                _set(order, annul_operation=op)
+                with transaction.atomic():
+                    op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
+                    _set(order, annul_operation=op)
                 session.perform(op)
     except FiscalFailed as exc:
         # The register cannot print now (paper, cover...): nothing was made; retried when it is ready.
@@ -162,7 +174,12 @@ def _annul(order: Order) -> bool:
 
 # --- persistence helpers ---------------------------------------------------------------------
 def _set(order: Order, **values) -> None:
-    """Write the given fields now (each step is persisted before and after its device call)."""
+    """Write the given fields now (each step is persisted before and after its device call).
+
+    Writes that belong together (a new operation and the order's link to it, a step and its journal
+    event) are grouped in one ``transaction.atomic()`` by the callers: each commit waits for the
+    database's disk flush (~1 ms), and a checkout made some thirty of them.
+    """
     values["updated_at"] = timezone.now()
     Order.objects.filter(pk=order.pk).update(**values)
     for name, value in values.items():
@@ -171,8 +188,9 @@ def _set(order: Order, **values) -> None:
 
 def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool:
     message = GUEST_MESSAGES.get(code, "")
-    _set(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
-    _event(order, f"order.{status}", detail or message or status)
+    with transaction.atomic():
+        _set(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
+        _event(order, f"order.{status}", detail or message or status)
     return False
 
 

@@ -18,6 +18,7 @@ what an earlier process left unresolved, exactly as PROTOCOLS.md §2.3 says:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,15 @@ from fiscal.models import Shift
 from nekassir.events import record_event
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk, TerminalTransport
-from payments.acquiring import AcquiringClient, CardResult, CheckResult, LostOperation, Outcome, SlipResult
+from payments.acquiring import (
+    AcquiringClient,
+    CardResult,
+    CheckResult,
+    LostOperation,
+    Outcome,
+    Reason,
+    SlipResult,
+)
 from payments.dualconnector_client import DualConnectorClient
 from payments.kkm_client import KkmServerClient
 from payments.models import CardOperation
@@ -207,7 +216,7 @@ class TerminalSession:
             # Saved but never sent (the process died before the call): nothing reached the terminal.
             return self._finish(op, CardOperation.State.DECLINED, "не отправлялась: процесс остановился до вызова")
         if self.client.supports_status:
-            answer = self.client.status(op.op_id)
+            answer = self._status_when_done(op)
             if not answer.unknown:
                 self.record(op, answer)
                 op.resolution = "результат получен запросом статуса (GetRezult)"
@@ -219,6 +228,19 @@ class TerminalSession:
         if op.kind == CardOperation.Kind.REVERSAL:
             raise TerminalUnresolved(f"{self.kiosk.code}: аварийная отмена {op.op_id} с неизвестным исходом", op)
         return self._reverse(op)
+
+    def _status_when_done(self, op: CardOperation) -> CardResult:
+        """GetRezult until the operation is no longer running (a guest may still be at the PIN pad after
+        our worker died). Reversing a sale still running would find nothing to reverse, call it declined,
+        and the guest's card would then be charged for an annulled receipt: stay blocked instead."""
+        deadline = time.monotonic() + settings.TERMINAL_GUEST_TIMEOUT + settings.TERMINAL_POLL_FOR
+        answer = self.client.status(op.op_id)
+        while answer.unknown and answer.reason == Reason.IN_PROGRESS:
+            if time.monotonic() >= deadline:
+                raise TerminalUnresolved(f"{self.kiosk.code}: операция {op.op_id} ещё выполняется на терминале", op)
+            time.sleep(settings.TERMINAL_POLL_INTERVAL)
+            answer = self.client.status(op.op_id)
+        return answer
 
     def _reverse(self, op: CardOperation) -> CardOperation:
         """Emergency reversal of the terminal's last operation, which is ``op`` (nothing ran since)."""
