@@ -130,6 +130,14 @@ def release(key: str) -> None:
     DeviceLock.objects.filter(key=key, holder=holder_id()).update(holder="", purpose="", expires_at=None)
 
 
+def prune_free_locks(older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete lock rows nobody holds and nobody took for a day: per-order and per-refund keys would
+    otherwise add a row per order forever. A deleted row is simply created again on its next use (the
+    DELETE only matches a free row, so it never races a claim)."""
+    deleted, _ = DeviceLock.objects.filter(holder="", acquired_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
 @contextmanager
 def device_lock(key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.2) -> Iterator[None]:
     """Hold ``key`` for the block; wait up to ``wait`` seconds for it, else raise DeviceBusy."""

@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 from fiscal.models import FiscalDocument, FiscalOperation
 from fiscal.register import FiscalError, register_session
 from nekassir.checkout import resume_due_orders
-from nekassir.locks import DeviceBusy
+from nekassir.locks import DeviceBusy, prune_free_locks
 from nekassir.models import Kiosk, Order
 from payments.models import CardOperation
 from payments.refunds import resume_refunds
@@ -40,6 +40,7 @@ def recover(*, at_start: bool = False) -> dict[str, int]:
             counts["readiness"] += 1
     counts["orders"] = resume_due_orders(everything=at_start)
     counts["refunds"] = resume_refunds()
+    counts["locks_pruned"] = prune_free_locks()
     return counts
 
 

@@ -182,3 +182,26 @@ def test_bad_answers_leave_a_journal_row_in_unknown(serve_emulator, settings, an
     op = FiscalOperation.objects.get()  # the first device call, whatever it was, is journaled
     assert op.state == FiscalOperation.State.UNKNOWN
     assert op.error_kind == "bad_answer" and op.error_message
+
+
+def test_free_lock_rows_are_pruned_and_come_back_on_use():
+    """Per-order lock keys would add a row per order forever: a free row untouched for a day is deleted,
+    a held one never, and the next use of a pruned key creates it again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from nekassir.locks import prune_free_locks
+    from nekassir.models import DeviceLock
+
+    with device_lock("iiko:order:old"):
+        pass
+    with device_lock("iiko:order:recent"):
+        pass
+    DeviceLock.objects.filter(key="iiko:order:old").update(acquired_at=timezone.now() - timedelta(days=2))
+    with device_lock("register:held"):
+        DeviceLock.objects.filter(key="register:held").update(acquired_at=timezone.now() - timedelta(days=2))
+        assert prune_free_locks() == 1
+        assert set(DeviceLock.objects.values_list("key", flat=True)) == {"iiko:order:recent", "register:held"}
+    with device_lock("iiko:order:old"):
+        assert DeviceLock.objects.get(key="iiko:order:old").holder

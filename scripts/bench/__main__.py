@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from scripts.bench.common import PY, ROOT, machine, say, write_json
-from scripts.bench.report import checkout_lines, panel_lines, stamp, write_doc
+from scripts.bench.report import checkout_lines, panel_lines, stamp, write_doc, write_readme
 
 PARTS = ("checkout", "panel")
 
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out_dir / f"results{suffix}.json", results)
     if write and not failed:
         write_doc(results)
-        say("docs/BENCHMARKS.md: figures section written")
+        write_readme(results)
+        say("docs/BENCHMARKS.md and README.md: figures written")
     for line in results["lines"]:
         print(line, flush=True)
     print(f"bench: {results['duration_s']:.0f} s in all{'; FAILED: ' + ', '.join(failed) if failed else ''}",

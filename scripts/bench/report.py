@@ -16,6 +16,7 @@ from scripts.bench.common import figure_line, ratio_line
 
 PANEL_TARGET_MS = 50.0
 DOC = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BEGIN, END = "<!-- bench:figures:begin -->", "<!-- bench:figures:end -->"
 
 
@@ -201,10 +202,20 @@ def figures_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_doc(results: dict[str, Any], doc: Path = DOC) -> None:
+def readme_markdown(results: dict[str, Any]) -> str:
+    """The README's short figures block: the machine and every printed line (details in the doc)."""
+    return "\n".join([_machine_line(results), "", "```", *results.get("lines", []), "```"])
+
+
+def write_readme(results: dict[str, Any], readme: Path = README) -> None:
+    """Replace the README's figures block (between the same markers) with this run's."""
+    write_doc(results, readme, readme_markdown(results))
+
+
+def write_doc(results: dict[str, Any], doc: Path = DOC, body: str | None = None) -> None:
     """Replace the figures section of docs/BENCHMARKS.md (between the markers) with this run's."""
     text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    section = f"{BEGIN}\n{figures_markdown(results)}\n{END}"
+    section = f"{BEGIN}\n{figures_markdown(results) if body is None else body}\n{END}"
     if BEGIN in text and END in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     else:
