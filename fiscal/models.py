@@ -100,7 +100,10 @@ class Shift(models.Model):
             ("print_xreport", "Может печатать X-отчёт"),
             ("print_copy", "Может печатать копии документов"),
         ]
-        indexes = [models.Index(fields=["kiosk", "state"], name="shift_kiosk_state")]
+        indexes = [
+            models.Index(fields=["kiosk", "state"], name="shift_kiosk_state"),
+            models.Index(fields=["kiosk", "-opened_at", "-id"], name="shift_kiosk_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kiosk.code}: смена №{self.number} (ФН {self.fn_number})"
@@ -152,6 +155,8 @@ class FiscalDocument(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["fn_number", "fd_number"], name="fiscal_document_unique_per_fn"),
         ]
+        # The venue page counts the documents not printed: a few rows of millions.
+        indexes = [models.Index(fields=["kiosk"], condition=models.Q(printed=False), name="fiscal_doc_not_printed")]
 
     def __str__(self) -> str:
         return f"{self.get_doc_type_display()} ФД {self.fd_number} (ФН {self.fn_number})"

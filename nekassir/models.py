@@ -198,6 +198,18 @@ class Event(models.Model):
         verbose_name = "событие"
         verbose_name_plural = "журнал событий"
         ordering = ["-created_at", "-id"]
+        # Partial indexes over the few rows the panel looks for among millions of checkout events.
+        indexes = [
+            # The last register check of each kiosk (the venue page); "fiscal.register.checked" = panel.jobs.CHECKED.
+            models.Index(fields=["kiosk", "id"], condition=models.Q(action="fiscal.register.checked"),
+                         name="event_register_check"),
+            # The journal of manual actions, newest first (panel.views.venue.manual_actions).
+            models.Index(fields=["id"], condition=models.Q(user__isnull=False) | models.Q(action__startswith="panel."),
+                         name="event_manual_action"),
+            # Jobs started from the panel in the last minutes (panel.jobs.running_jobs).
+            models.Index(fields=["created_at"], condition=models.Q(action__startswith="panel."),
+                         name="event_panel_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
@@ -367,6 +379,12 @@ class PickupCounter(models.Model):
         return f"{self.kiosk_id} {self.business_date}: {self.last_seq}"
 
 
+# The checkout steps before the final one, and the final statuses that wait for a manager
+# (``Order.ACTIVE_STEPS``, ``Order.ATTENTION``): the venue page lists such orders among millions.
+ACTIVE_STEPS = ("sell", "card", "iiko", "annul")
+ATTENTION_STATUSES = ("not_delivered", "needs_attention")
+
+
 class Order(models.Model):
     """A kiosk's card-paid order, as the kiosk sent it (``request_body``) and as the checkout moves it.
 
@@ -401,6 +419,9 @@ class Order(models.Model):
         IIKO = "iiko", "передача в iiko"
         ANNUL = "annul", "аннулирование чека"
         DONE = "done", "завершён"
+
+    ACTIVE_STEPS = ACTIVE_STEPS  # every step but DONE
+    ATTENTION = ATTENTION_STATUSES
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="orders")
@@ -455,6 +476,13 @@ class Order(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kiosk", "business_date", "seq"], name="order_pickup_seq_per_kiosk_day"),
             models.CheckConstraint(condition=models.Q(total__gte=0), name="order_total_not_negative"),
+        ]
+        indexes = [
+            # Orders still in the checkout or waiting for a manager, newest first (the venue page).
+            models.Index(fields=["created_at"], name="order_active_or_attention",
+                         condition=models.Q(step__in=ACTIVE_STEPS) | models.Q(status__in=ATTENTION_STATUSES)),
+            # How many wait for a manager, per kiosk (read from the index alone).
+            models.Index(fields=["kiosk"], condition=models.Q(status__in=ATTENTION_STATUSES), name="order_attention"),
         ]
 
     def __str__(self) -> str:

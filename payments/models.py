@@ -109,6 +109,7 @@ class Settlement(models.Model):
         verbose_name = "сверка итогов"
         verbose_name_plural = "сверки итогов"
         ordering = ["-id"]
+        indexes = [models.Index(fields=["created_at"], name="settlement_created")]  # the last week's, venue page
 
     def __str__(self) -> str:
         return f"{self.kiosk.code}: сверка {self.get_state_display()} ({self.created_at:%d.%m.%Y %H:%M})"

@@ -3,7 +3,8 @@
 For every shift: the register's own totals (its counters read at closing) = our fiscal documents of
 the shift (sells − returns) = the card operations made during the shift (approved sales − cancels −
 refunds). Each order in a final state must also be consistent on its own. The functions on plain
-values are pure; ``reconcile_shift`` is the one query helper (a fixed number of queries).
+values are pure; ``reconcile_shift`` is the one query helper (a fixed number of queries): totals are
+SQL aggregates, and each order is checked from one plain row (``shift_order_facts``), not loaded whole.
 """
 
 from __future__ import annotations
@@ -165,18 +166,30 @@ def order_issues(order: OrderFacts) -> list[str]:
 
 
 # --- the query helper ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OrderGap:
+    pk: Any
+    number: str
+    issues: list[str]
+
+
 @dataclass
 class Reconciliation:
     register: Totals | None
     documents: Totals
     card: Totals
     gaps: list[str]
-    orders: list[Any]  # the shift's orders, each with ``.issues``
+    gap_orders: list[OrderGap]  # the shift's inconsistent orders, oldest first
     shift_open: bool
 
     @property
     def order_gaps(self) -> int:
-        return sum(1 for order in self.orders if order.issues)
+        return len(self.gap_orders)
+
+    @property
+    def issues(self) -> dict[Any, list[str]]:
+        """Order id → its issues, for the inconsistent orders only."""
+        return {gap.pk: gap.issues for gap in self.gap_orders}
 
     @property
     def ok(self) -> bool:
@@ -210,6 +223,38 @@ def facts_of(order) -> OrderFacts:
                       _card(order.card_sale), refunds)
 
 
+def _doc_row(state: str | None, total: Any) -> Doc | None:
+    return Doc(state, total) if state is not None else None
+
+
+def _card_row(state: str | None, kopecks: int | None) -> Card | None:
+    return Card(state, (Decimal(kopecks) / 100).quantize(CENT)) if state is not None else None
+
+
+def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:
+    """(id, number, facts) of every order of the shift, oldest first: the same facts as ``facts_of``,
+    read as plain rows in two queries (the orders with their operations, then the shift's refunds)."""
+    from nekassir.models import Order
+    from payments.models import Refund
+
+    refunds: dict[Any, list[RefundFacts]] = {}
+    rows = (Refund.objects.filter(order__shift=shift).order_by("-id")  # as ``order.refunds.all()``
+            .values_list("order_id", "state", "to_card", "amount_kopecks", "card_operation__state",
+                         "card_operation__amount_kopecks", "return_operation__state",
+                         "return_operation__document__total"))
+    for order_id, state, to_card, kopecks, card_state, card_kopecks, return_state, return_total in rows:
+        refunds.setdefault(order_id, []).append(RefundFacts(
+            state, to_card, (Decimal(kopecks) / 100).quantize(CENT), _card_row(card_state, card_kopecks),
+            _doc_row(return_state, return_total)))
+    orders = (Order.objects.filter(shift=shift).order_by("created_at", "pk")
+              .values_list("pk", "number", "status", "total", "sell_operation__state",
+                           "sell_operation__document__total", "annul_operation__state",
+                           "annul_operation__document__total", "card_sale__state", "card_sale__amount_kopecks"))
+    return [(pk, number, OrderFacts(status, total, _doc_row(sell, sell_total), _doc_row(annul, annul_total),
+                                    _card_row(sale, sale_kopecks), tuple(refunds.get(pk, ()))))
+            for pk, number, status, total, sell, sell_total, annul, annul_total, sale, sale_kopecks in orders]
+
+
 def order_queryset(queryset):
     """Orders with everything ``facts_of`` reads, in a fixed number of queries."""
     from payments.models import Refund
@@ -222,7 +267,6 @@ def order_queryset(queryset):
 
 def reconcile_shift(shift) -> Reconciliation:
     from fiscal.models import FiscalDocument
-    from nekassir.models import Order
     from payments.models import CardOperation
 
     documents = document_totals(
@@ -234,10 +278,9 @@ def reconcile_shift(shift) -> Reconciliation:
         .values("kind").annotate(s=Sum("amount_kopecks"), n=Count("id")).values_list("kind", "s", "n")
     )
     register = register_totals(shift.register_totals)
-    orders = list(order_queryset(Order.objects.filter(shift=shift)).order_by("created_at"))
-    for order in orders:
-        order.issues = order_issues(facts_of(order))
+    gap_orders = [OrderGap(pk, number, issues) for pk, number, facts in shift_order_facts(shift)
+                  if (issues := order_issues(facts))]
     gaps = [] if shift.is_open else total_gaps(register, documents, card)
     if not shift.is_open and register is None:
         gaps.append("Счётчики ККТ при закрытии не прочитаны: сверка с ККТ невозможна")
-    return Reconciliation(register, documents, card, gaps, orders, shift.is_open)
+    return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open)

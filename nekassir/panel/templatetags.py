@@ -19,6 +19,16 @@ def purl(context, name: str, *args) -> str:
     return context["scope"].url(name, *args)
 
 
+@register.simple_tag(takes_context=True)
+def page_url(context, param: str, number, anchor: str = "") -> str:
+    """``{% page_url "page" 3 "orders" %}``: this page's URL with ``?page=3`` and its other parameters kept
+    (but ``job``: a finished job is shown once), then ``#orders``."""
+    query = context["request"].GET.copy()
+    query.pop("job", None)
+    query[param] = str(number)
+    return f"?{query.urlencode()}" + (f"#{anchor}" if anchor else "")
+
+
 @register.filter
 def rub(value) -> str:
     """1234.5 → «1 234,50 ₽» (money is Decimal end to end)."""

@@ -1,7 +1,8 @@
 """The KKT block of each kiosk, from the database only (no device call while a page renders).
 
 Everything is fetched for all kiosks at once: the number of queries does not grow with kiosks,
-orders or shifts.
+orders or shifts, and each query reads the few rows it looks for through an index (partial indexes
+on orders in progress, documents not printed and register checks: see the models' ``Meta.indexes``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
@@ -22,7 +24,7 @@ from nekassir.panel import jobs
 from payments.models import CardOperation, Settlement
 from payments.terminal import terminal_lock_key
 
-ATTENTION = (Order.Status.NOT_DELIVERED, Order.Status.NEEDS_ATTENTION)
+ATTENTION = Order.ATTENTION  # not_delivered, needs_attention
 LIST_LIMIT = 20
 
 
@@ -64,9 +66,11 @@ class KioskBlock:
         return self.check.data if self.check is not None else {}
 
 
-def _counts(queryset, ids) -> dict[int, int]:
-    rows = queryset.filter(kiosk_id__in=ids).values("kiosk_id").annotate(n=Count("id"))
-    return dict(rows.values_list("kiosk_id", "n"))
+def _count(queryset):
+    """The number of the kiosk's rows in ``queryset``: a subquery of the kiosk query (one round trip for all).
+    COUNT(*), not of a column: a partial index on the kiosk answers it without reading the rows."""
+    rows = queryset.filter(kiosk=OuterRef("pk")).order_by().values("kiosk").annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(rows), 0)
 
 
 def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
@@ -75,19 +79,32 @@ def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
     last_shift = Shift.objects.filter(kiosk=OuterRef("pk")).order_by("-opened_at", "-id").values("id")[:1]
     open_shift = (Shift.objects.filter(kiosk=OuterRef("pk"), state=Shift.State.OPEN)
                   .order_by("-opened_at", "-id").values("id")[:1])
-    kiosk_list = list(kiosks.annotate(last_check_id=Subquery(last_check), last_shift_id=Subquery(last_shift),
-                                      open_shift_id=Subquery(open_shift)).order_by("code"))
+    kiosk_list = list(kiosks.annotate(
+        last_check_id=Subquery(last_check), last_shift_id=Subquery(last_shift), open_shift_id=Subquery(open_shift),
+        n_unprinted=_count(FiscalDocument.objects.filter(printed=False)),
+        n_unresolved_fiscal=_count(FiscalOperation.objects.filter(state__in=FiscalOperation.UNRESOLVED)),
+        n_unresolved_card=_count(CardOperation.objects.filter(state__in=CardOperation.UNRESOLVED)),
+        n_in_progress=_count(Order.objects.filter(step__in=Order.ACTIVE_STEPS)),
+        n_attention=_count(Order.objects.filter(status__in=ATTENTION)),
+    ).order_by("code"))
     ids = [k.pk for k in kiosk_list]
-    shifts = Shift.objects.in_bulk([i for k in kiosk_list for i in (k.last_shift_id, k.open_shift_id) if i])
-    checks = Event.objects.in_bulk([k.last_check_id for k in kiosk_list if k.last_check_id])
-    unprinted = _counts(FiscalDocument.objects.filter(printed=False), ids)
-    unresolved_fiscal = _counts(FiscalOperation.objects.filter(state__in=FiscalOperation.UNRESOLVED), ids)
-    unresolved_card = _counts(CardOperation.objects.filter(state__in=CardOperation.UNRESOLVED), ids)
-    in_progress = _counts(Order.objects.exclude(step=Order.Step.DONE), ids)
-    attention = _counts(Order.objects.filter(status__in=ATTENTION), ids)
+    # The latest settlement of each shift closed this week: a shift whose latest one failed is not reconciled.
+    since = timezone.now() - timedelta(days=7)
+    latest_settlement: dict[int, tuple[int, str]] = {}
+    for shift_id, kiosk_id, state in (
+        Settlement.objects.filter(kiosk_id__in=ids, shift__state=Shift.State.CLOSED, created_at__gte=since)
+        .order_by("shift_id", "-id").values_list("shift_id", "kiosk_id", "state")
+    ):
+        latest_settlement.setdefault(shift_id, (kiosk_id, state))
+    unreconciled = [(shift_id, kiosk_id) for shift_id, (kiosk_id, state) in latest_settlement.items()
+                    if state != Settlement.State.OK]
+    shifts = Shift.objects.order_by().in_bulk(
+        [i for k in kiosk_list for i in (k.last_shift_id, k.open_shift_id) if i] + [i for i, _ in unreconciled])
+    checks = Event.objects.order_by().in_bulk([k.last_check_id for k in kiosk_list if k.last_check_id])
+    # The same condition as the partial index order_active_or_attention, so that it serves the list.
     listed = list(
-        Order.objects.filter(kiosk_id__in=ids).filter(~Q(step=Order.Step.DONE) | Q(status__in=ATTENTION))
-        .order_by("-created_at")[:LIST_LIMIT]
+        Order.objects.filter(kiosk_id__in=ids).filter(Q(step__in=Order.ACTIVE_STEPS) | Q(status__in=ATTENTION))
+        .defer("request_body").order_by("-created_at")[:LIST_LIMIT]
     )
     lock_keys = {}
     for kiosk in kiosk_list:
@@ -96,12 +113,6 @@ def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
         if kiosk.terminal_transport:
             lock_keys[terminal_lock_key(kiosk)] = kiosk.pk
     locks = DeviceLock.objects.filter(key__in=list(lock_keys)).exclude(holder="").values_list("key", "purpose")
-    since = timezone.now() - timedelta(days=7)
-    settlements = (Settlement.objects.filter(kiosk_id__in=ids, shift__state=Shift.State.CLOSED, created_at__gte=since)
-                   .select_related("shift").order_by("shift_id", "-id"))
-    latest_settlement: dict[int, Settlement] = {}
-    for settlement in settlements:
-        latest_settlement.setdefault(settlement.shift_id, settlement)
     running = jobs.running_jobs(jobs.KIOSK_KINDS, kiosk_id__in=ids)
 
     now = timezone.now()
@@ -110,16 +121,15 @@ def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
     for kiosk in kiosk_list:
         block = KioskBlock(
             kiosk=kiosk, shift=shifts.get(kiosk.open_shift_id), last_shift=shifts.get(kiosk.last_shift_id),
-            unprinted=unprinted.get(kiosk.pk, 0), unresolved_fiscal=unresolved_fiscal.get(kiosk.pk, 0),
-            unresolved_card=unresolved_card.get(kiosk.pk, 0), check=checks.get(kiosk.last_check_id),
-            in_progress=in_progress.get(kiosk.pk, 0), attention=attention.get(kiosk.pk, 0),
+            unprinted=kiosk.n_unprinted, unresolved_fiscal=kiosk.n_unresolved_fiscal,
+            unresolved_card=kiosk.n_unresolved_card, check=checks.get(kiosk.last_check_id),
+            in_progress=kiosk.n_in_progress, attention=kiosk.n_attention,
             orders=[o for o in listed if o.kiosk_id == kiosk.pk], jobs=running.get(kiosk.pk, []),
         )
         if block.shift is not None and block.shift.expires_at is not None:
             block.closes_in = block.shift.expires_at - margin - now
         block.busy = [purpose for key, purpose in locks if lock_keys.get(key) == kiosk.pk and purpose]
-        block.unreconciled = [s.shift for s in latest_settlement.values()
-                              if s.kiosk_id == kiosk.pk and s.state != Settlement.State.OK]
+        block.unreconciled = [shifts[i] for i, kiosk_id in unreconciled if kiosk_id == kiosk.pk and i in shifts]
         block.alerts = _alerts(block, scope)
         blocks.append(block)
     return blocks

@@ -12,6 +12,11 @@ from nekassir.panel import jobs
 from nekassir.panel.access import Scope
 
 STOP_POLLING = 286  # htmx 2: swap this answer and stop the "every 1s" trigger
+# What a row of panel/_orders_table.html shows (``.select_related("kiosk").only(*ORDER_ROW)``): an order's and
+# its kiosk's JSON are not read for a list.
+ORDER_ROW = ("number", "created_at", "kiosk__code", "status", "total")
+# What a row of panel/_journal.html shows.
+EVENT_ROW = ("created_at", "action", "message", "data", "object_ref", "kiosk__code", "user__username")
 
 
 def page(request: HttpRequest, scope: Scope, template: str, context: dict[str, Any] | None = None,

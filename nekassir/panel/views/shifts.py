@@ -1,19 +1,29 @@
-"""A kiosk's shifts, one page each, paged previous / next: times, receipts, reconciliation, orders."""
+"""A kiosk's shifts, one page each, paged previous / next: times, receipts, reconciliation, orders.
+
+A shift has hundreds of receipts and orders: both lists are paged (``ON_PAGE`` rows), while the totals and
+the reconciliation cover the whole shift (SQL aggregates and one plain row per order).
+"""
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from fiscal.models import FiscalDocument, Shift
+from nekassir.models import Order
 from nekassir.panel.access import Scope
 from nekassir.panel.reconciliation import reconcile_shift
-from nekassir.panel.views.common import job_context, page
+from nekassir.panel.views.common import ORDER_ROW, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
 from payments.models import Settlement
 
 RECEIPT_TYPES = ("sell", "sellReturn", "sellCorrection", "sellReturnCorrection")
+ON_PAGE = 50  # receipts (?receipts=N) and orders (?page=N) shown at once
+RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "operation__id",
+                   "operation__sold_order__number", "operation__annulled_order__number",
+                   "operation__refund__order__number")
 
 
 @require_GET
@@ -32,9 +42,12 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
     siblings = Shift.objects.filter(kiosk=current.kiosk)
     previous = siblings.filter(id__lt=current.pk).order_by("-id").only("id", "number").first()
     following = siblings.filter(id__gt=current.pk).order_by("id").only("id", "number").first()
-    documents = list(FiscalDocument.objects.filter(shift=current).select_related(
-        "operation__sold_order", "operation__annulled_order", "operation__refund__order").order_by("fd_number"))
-    for document in documents:
+    documents = FiscalDocument.objects.filter(shift=current).order_by("fd_number")
+    # Only what the table shows: the operations' and orders' JSON bodies are not read.
+    receipts = Paginator(documents.filter(doc_type__in=RECEIPT_TYPES).select_related(
+        "operation__sold_order", "operation__annulled_order", "operation__refund__order",
+    ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(request.GET.get("receipts"))
+    for document in receipts:
         op = document.operation
         document.order = None
         if op is not None:
@@ -43,6 +56,11 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
             refund = getattr(op, "refund", None)
             document.order = document.order or (refund.order if refund is not None else None)
     reconciliation = reconcile_shift(current)
+    orders = Paginator(Order.objects.filter(shift=current).select_related("kiosk").only(*ORDER_ROW)
+                       .order_by("created_at", "pk"), ON_PAGE).get_page(request.GET.get("page"))
+    issues = reconciliation.issues
+    for order in orders:
+        order.issues = issues.get(order.pk, [])
     settlements = list(Settlement.objects.filter(shift=current).select_related("operation").order_by("id"))
     state = shown_job(request, scope)
     return page(request, scope, "panel/shift.html", {
@@ -51,9 +69,10 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
         "shift": current,
         "previous": previous,
         "following": following,
-        "receipts": [d for d in documents if d.doc_type in RECEIPT_TYPES],
-        "reports": [d for d in documents if d.doc_type not in RECEIPT_TYPES],
+        "receipts": receipts,
+        "reports": list(documents.exclude(doc_type__in=RECEIPT_TYPES)),
         "rec": reconciliation,
+        "orders": orders,
         "settlements": settlements,
         "journal": manual_actions(scope, object_ref=f"shift:{current.pk}")[:50],
     })

@@ -12,15 +12,17 @@ from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import Scope
 from nekassir.panel.venue import ATTENTION, kiosk_blocks
-from nekassir.panel.views.common import job_answer, job_context, page
+from nekassir.panel.views.common import EVENT_ROW, ORDER_ROW, job_answer, job_context, page
 
-JOURNAL_ON_PAGE = 12
+JOURNAL_ON_PAGE = 12  # the venue page's latest actions
+JOURNAL_PAGE = 50  # the journal page
 
 
 def manual_actions(scope: Scope, **where):
     """The audit journal: every manual action (a named user, or a kiosk's PIN-unlocked screen)."""
     return (scope.events().filter(Q(user__isnull=False) | Q(action__startswith="panel."), **where)
-            .exclude(action__in=[jobs.DONE, jobs.FAILED]).select_related("user", "kiosk").order_by("-id"))
+            .exclude(action__in=[jobs.DONE, jobs.FAILED]).select_related("user", "kiosk").only(*EVENT_ROW)
+            .order_by("-id"))
 
 
 def shown_job(request: HttpRequest, scope: Scope) -> jobs.JobState | None:
@@ -36,7 +38,8 @@ def shown_job(request: HttpRequest, scope: Scope) -> jobs.JobState | None:
 def home(request: HttpRequest, scope: Scope) -> HttpResponse:
     blocks = kiosk_blocks(scope.kiosks(), scope)
     state = shown_job(request, scope)
-    attention = list(scope.orders().filter(status__in=ATTENTION).select_related("kiosk").order_by("-created_at")[:20])
+    attention = list(scope.orders().filter(status__in=ATTENTION).select_related("kiosk").only(*ORDER_ROW)
+                     .order_by("-created_at")[:20])
     return page(request, scope, "panel/home.html", {
         "blocks": blocks,
         "shown": job_context(scope, state) if state else None,
@@ -90,21 +93,40 @@ def check(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
     return _kiosk_action(request, scope, code, "check", "Проверка ККТ")
 
 
+def _event_id(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() else None
+
+
 @require_GET
 def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
-    """Every manual action, newest first, and the admin's own change history (who changed which row)."""
-    from django.contrib.admin.models import LogEntry
-    from django.core.paginator import Paginator
+    """Every manual action, newest first, and the admin's own change history (who changed which row).
 
-    events = Paginator(manual_actions(scope), 50).get_page(request.GET.get("page"))
+    Paged by id (``?before=<id>``: older, ``?after=<id>``: newer), never counted: a count of the whole
+    journal would grow with its years, a page read from the index costs the same at any depth.
+    """
+    from django.contrib.admin.models import LogEntry
+
+    actions = manual_actions(scope)
+    before, after = _event_id(request.GET.get("before", "")), _event_id(request.GET.get("after", ""))
+    if after is not None:
+        rows = list(actions.filter(id__gt=after).order_by("id")[:JOURNAL_PAGE + 1])
+        events, has_newer, has_older = rows[:JOURNAL_PAGE][::-1], len(rows) > JOURNAL_PAGE, True
+    else:
+        rows = list((actions.filter(id__lt=before) if before is not None else actions)[:JOURNAL_PAGE + 1])
+        events, has_newer, has_older = rows[:JOURNAL_PAGE], before is not None, len(rows) > JOURNAL_PAGE
     admin_changes = LogEntry.objects.select_related("user", "content_type").order_by("-action_time")[:20]
-    return page(request, scope, "panel/journal.html", {"events": events, "admin_changes": admin_changes})
+    return page(request, scope, "panel/journal.html", {
+        "events": events, "admin_changes": admin_changes,
+        # the links: an empty page (the journal moved on) leads back to its start
+        "newer": f"?after={events[0].pk}" if events and has_newer else ("?" if has_newer else ""),
+        "older": f"?before={events[-1].pk}" if events and has_older else "",
+    })
 
 
 @require_GET
 def orders(request: HttpRequest, scope: Scope) -> HttpResponse:
     """Find an order: by number, by kiosk, or those that need attention (newest first, 100 at most)."""
-    found = scope.orders().select_related("kiosk", "shift").order_by("-created_at")
+    found = scope.orders().select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")
     query = request.GET.get("q", "").strip()
     if query:
         found = found.filter(number__icontains=query)
