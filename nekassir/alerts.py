@@ -136,7 +136,14 @@ def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
 
 def _shift_problems(since: datetime) -> list[Problem]:
     from fiscal.models import FiscalDocument, Shift
-    from nekassir.panel.reconciliation import card_totals, document_totals, register_totals, total_gaps
+    from nekassir.panel.reconciliation import (
+        ZERO,
+        card_totals,
+        document_totals,
+        register_totals,
+        split_annulments,
+        total_gaps,
+    )
     from payments.models import CardOperation, Settlement
 
     problems = []
@@ -160,6 +167,7 @@ def _shift_problems(since: datetime) -> list[Problem]:
                            .values("shift_id", "kind").annotate(s=Sum("amount_kopecks"), n=Count("id"))
                            .values_list("shift_id", "kind", "s", "n")):
         card[shift_id].append(row)
+    split = split_annulments(ids)
     for shift in shifts:
         reasons = []
         settlement = latest.get(shift.pk)
@@ -170,7 +178,7 @@ def _shift_problems(since: datetime) -> list[Problem]:
         if shift.reconciled is False:
             reasons.append(shift.reconciliation_note or "отмечена как не сверенная")
         reasons += total_gaps(register_totals(shift.register_totals), document_totals(documents[shift.pk]),
-                              card_totals(card[shift.pk]))
+                              card_totals(card[shift.pk]), sum((a for _, a in split.get(shift.pk, [])), ZERO))
         if reasons:
             problems.append(Problem(
                 f"shift:{shift.pk}:unreconciled", "shift_unreconciled",

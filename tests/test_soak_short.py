@@ -374,3 +374,46 @@ def test_a_card_return_whose_receipt_waits_past_an_expired_shift_is_reconciled_w
     close_shift(order.kiosk)
     second.refresh_from_db()
     assert reconcile_shift(second).gaps == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_annulment_pushed_into_the_next_shift_is_explained_not_a_gap(client, venue, monkeypatch):
+    """Soak: K2-145 — receipt in shift 5, card declined, shift 5 expired before the annulment (the register
+    refuses receipts in an expired shift), so the annulment went into shift 6: each shift held a document
+    without money. The reconciliation (panel and alerts) pairs them instead of calling both a gap."""
+    from django.contrib.auth.models import User
+
+    from fiscal.models import Shift
+    from fiscal.shifts import close_shift
+    from nekassir.alerts import find_problems
+    from nekassir.checkout import _advance
+    from nekassir.locks import sale_lock_key
+    from nekassir.panel.reconciliation import reconcile_shift
+
+    _paid_order(client, venue)
+    monkeypatch.setattr(Conf, "SYNC", False)
+    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
+    client.post("/api/v1/orders", body, content_type="application/json",
+                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
+    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    with device_lock(sale_lock_key(order.kiosk)):
+        _advance(order, {Order.Step.SELL})
+    first = Shift.objects.get(kiosk=order.kiosk, state="open")
+    venue.kkm.fault("decline")
+    venue.atol.control.post("/_emulator/clock", json={"advance_seconds": 25 * 3600}).raise_for_status()
+    monkeypatch.setattr(Conf, "SYNC", True)
+    assert run_checkout(str(order.pk)) == Order.Status.CANCELLED
+    first.refresh_from_db()
+    second = Shift.objects.get(kiosk=order.kiosk, state="open")
+    close_shift(order.kiosk)
+    second.refresh_from_db()
+    for shift, sign in ((first, 1), (second, -1)):
+        rec = reconcile_shift(shift)
+        assert shift.state == Shift.State.CLOSED and rec.gaps == [], rec.gaps
+        assert rec.split == [(order.number, sign * order.total)]
+    kinds = [p.kind for p in find_problems()]
+    assert "shift_unreconciled" not in kinds, kinds
+    client.force_login(User.objects.create_superuser("manager", password="x"))
+    page = client.get(f"/shifts/{first.pk}/")
+    assert page.status_code == 200 and 'data-testid="split-annulments"' in page.content.decode()
+    assert order.number in page.content.decode()

@@ -69,16 +69,20 @@ def card_totals(rows: Iterable[tuple[str, int, int]]) -> Totals:
                   sales_count, cancels_count + refunds_count)
 
 
-def total_gaps(register: Totals | None, documents: Totals, card: Totals) -> list[str]:
+def total_gaps(register: Totals | None, documents: Totals, card: Totals, split: Decimal = ZERO) -> list[str]:
+    """``split``: the net of this shift's documents whose annulment pair lies across two shifts (see
+    ``split_annulments``): documents without money here that the other shift's document cancels."""
     gaps = []
     if register is not None:
         if register.sells != documents.sells:
             gaps.append(f"Приход: ККТ {register.sells} ₽, наши чеки {documents.sells} ₽")
         if register.returns != documents.returns:
             gaps.append(f"Возвраты прихода: ККТ {register.returns} ₽, наши чеки {documents.returns} ₽")
-    if documents.net != card.net:
+    if documents.net - split != card.net:
+        explained = f" (из них аннулирование в другой смене: {split} ₽)" if split else ""
         gaps.append(f"Чеки (приход − возвраты) {documents.net} ₽ ≠ операции по картам "
-                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {documents.net - card.net} ₽")
+                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {documents.net - split - card.net} ₽"
+                    f"{explained}")
     return gaps
 
 
@@ -181,6 +185,11 @@ class Reconciliation:
     gaps: list[str]
     gap_orders: list[OrderGap]  # the shift's inconsistent orders, oldest first
     shift_open: bool
+    split: list[tuple[str, Decimal]] = field(default_factory=list)  # (order number, signed amount)
+
+    @property
+    def split_net(self) -> Decimal:
+        return sum((amount for _, amount in self.split), ZERO)
 
     @property
     def order_gaps(self) -> int:
@@ -280,7 +289,35 @@ def reconcile_shift(shift) -> Reconciliation:
     register = register_totals(shift.register_totals)
     gap_orders = [OrderGap(pk, number, issues) for pk, number, facts in shift_order_facts(shift)
                   if (issues := order_issues(facts))]
-    gaps = [] if shift.is_open else total_gaps(register, documents, card)
+    split = split_annulments([shift.pk]).get(shift.pk, [])
+    split_net = sum((amount for _, amount in split), ZERO)
+    gaps = [] if shift.is_open else total_gaps(register, documents, card, split_net)
     if not shift.is_open and register is None:
         gaps.append("Счётчики ККТ при закрытии не прочитаны: сверка с ККТ невозможна")
-    return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open)
+    return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open, split)
+
+
+def split_annulments(shift_ids: Iterable[int]) -> dict[int, list[tuple[str, Decimal]]]:
+    """Per shift, (order number, signed amount) of its documents whose partner lies in another shift: a
+    sell receipt whose annulment had to go into the next shift (this one expired, or was closed by force,
+    between the decline and the annulment) counts +, that annulment in the next shift counts −. Each is a
+    document without money in its own shift, explained by the other. Two queries, from the shifts'
+    documents (indexed by shift), whatever the size of the history."""
+    from django.db.models import F
+
+    from fiscal.models import FiscalDocument
+
+    ids = list(shift_ids)
+    sold = (FiscalDocument.objects.filter(shift_id__in=ids, doc_type="sell",
+                                          operation__sold_order__annul_operation__document__isnull=False)
+            .exclude(operation__sold_order__annul_operation__document__shift=F("shift"))
+            .values_list("shift_id", "operation__sold_order__number", "total"))
+    annulled = (FiscalDocument.objects.filter(shift_id__in=ids, doc_type="sellReturn",
+                                              operation__annulled_order__sell_operation__document__isnull=False)
+                .exclude(operation__annulled_order__sell_operation__document__shift=F("shift"))
+                .values_list("shift_id", "operation__annulled_order__number", "total"))
+    split: dict[int, list[tuple[str, Decimal]]] = {}
+    for sign, rows in ((1, sold), (-1, annulled)):
+        for shift_id, number, total in rows:
+            split.setdefault(shift_id, []).append((number, sign * money(total)))
+    return split
