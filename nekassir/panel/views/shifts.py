@@ -20,7 +20,7 @@ from nekassir.panel.views.venue import manual_actions, shown_job
 from payments.models import Settlement
 
 RECEIPT_TYPES = ("sell", "sellReturn", "sellCorrection", "sellReturnCorrection")
-ON_PAGE = 50  # receipts (?receipts=N) and orders (?page=N) shown at once
+ON_PAGE = 25  # receipts (?receipts=N) and orders (?page=N) shown at once; the gap orders are listed above
 RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "operation__id",
                    "operation__sold_order__number", "operation__annulled_order__number",
                    "operation__refund__order__number")
