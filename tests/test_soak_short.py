@@ -88,6 +88,17 @@ def _paid_order(client, venue, kiosk: str = "K1", *lines) -> Order:
     return order
 
 
+def _queued_order(client, venue, monkeypatch) -> Order:
+    """After a first paid order (the shift is open), one the API accepted whose checkout job is queued and
+    not run: the test plays the worker (or its death) itself."""
+    _paid_order(client, venue)
+    monkeypatch.setattr(Conf, "SYNC", False)
+    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
+    client.post("/api/v1/orders", body, content_type="application/json",
+                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
+    return Order.objects.select_related("kiosk").get(pk=body["id"])
+
+
 def _paper(venue, present: bool, device: str = "K1") -> None:
     venue.atol.control.post("/_emulator/paper", json={"present": present, "device": device}).raise_for_status()
 
@@ -217,12 +228,7 @@ def test_a_manual_close_never_splits_an_order_between_two_shifts(client, venue, 
     from nekassir.locks import sale_lock_key
     from nekassir.panel.reconciliation import reconcile_shift
 
-    _paid_order(client, venue)  # the shift is open
-    monkeypatch.setattr(Conf, "SYNC", False)
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
-    client.post("/api/v1/orders", body, content_type="application/json",
-                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    order = _queued_order(client, venue, monkeypatch)
     with device_lock(sale_lock_key(order.kiosk)):
         _advance(order, {Order.Step.SELL})  # the receipt is printed; then the job dies / defers
     assert Order.objects.get(pk=order.pk).step == Order.Step.CARD
@@ -246,12 +252,7 @@ def test_a_receipt_saved_but_never_linked_to_its_order_is_not_printed_later(clie
     uuid) and prints a receipt nobody paid for and nobody annuls, and the order prints its own."""
     from nekassir.receipts import sell_task
 
-    _paid_order(client, venue)
-    monkeypatch.setattr(Conf, "SYNC", False)
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
-    client.post("/api/v1/orders", body, content_type="application/json",
-                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    order = _queued_order(client, venue, monkeypatch)
     with register_session(order.kiosk) as session:
         session.create(sell_task(order), reference=f"order:{order.pk}:sell")  # ... and the process dies here
     monkeypatch.setattr(Conf, "SYNC", True)
@@ -281,12 +282,7 @@ def test_a_forced_close_finishes_an_order_whose_receipt_it_resumes(client, venue
     from nekassir.panel.reconciliation import reconcile_shift
     from nekassir.receipts import sell_task
 
-    _paid_order(client, venue)  # the shift is open
-    monkeypatch.setattr(Conf, "SYNC", False)
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
-    client.post("/api/v1/orders", body, content_type="application/json",
-                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    order = _queued_order(client, venue, monkeypatch)
     with register_session(order.kiosk) as session:
         op = session.create(sell_task(order), reference=f"order:{order.pk}:sell")
     # Linked and marked sent, then the worker is killed before the register's answer.
@@ -390,12 +386,7 @@ def test_an_annulment_pushed_into_the_next_shift_is_explained_not_a_gap(client, 
     from nekassir.locks import sale_lock_key
     from nekassir.panel.reconciliation import reconcile_shift
 
-    _paid_order(client, venue)
-    monkeypatch.setattr(Conf, "SYNC", False)
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
-    client.post("/api/v1/orders", body, content_type="application/json",
-                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    order = Order.objects.select_related("kiosk").get(pk=body["id"])
+    order = _queued_order(client, venue, monkeypatch)
     with device_lock(sale_lock_key(order.kiosk)):
         _advance(order, {Order.Step.SELL})
     first = Shift.objects.get(kiosk=order.kiosk, state="open")
