@@ -94,13 +94,10 @@ def _sync_shift(kiosk: Kiosk, state: str, number: int | None, expires_at: dateti
     if not created and (shift.expires_at != expires_at or shift.state != Shift.State.OPEN):
         Shift.objects.filter(pk=shift.pk).update(expires_at=expires_at, state=Shift.State.OPEN)
         shift.refresh_from_db()
-    stale = Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk)
-    if stale.exists():
-        # The register is on this shift, so any other we still call open was closed (on the device by
-        # hand, or by a closeShift whose answer we lost): say so rather than keep two open shifts.
-        log.warning("kiosk=%s shifts %s were closed outside our journal", kiosk.code,
-                    list(stale.values_list("number", flat=True)))
-        stale.update(state=Shift.State.CLOSED)
+    # The register is on this shift, so any other we still call open was closed: by a closeShift of ours
+    # whose process died before it could say so, or by hand on the device.
+    for stale in Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk):
+        _close_from_journal(kiosk, stale)
     if shift.opened_at is None and expires_at is not None:
         # Opened outside our journal (by hand on the device): the register's 24 h tells when.
         Shift.objects.filter(pk=shift.pk).update(opened_at=expires_at - timedelta(hours=24))
@@ -231,14 +228,31 @@ def _mark_closed(kiosk: Kiosk, op: FiscalOperation, totals: dict[str, Any] | Non
 def _after_resumed(session: RegisterSession, op: FiscalOperation) -> None:
     """A closeShift sent by a process that died (kill -9) and finished by a later session: the shift is
     closed on the register, so mark it closed here too (else our row stays open beside the next one)."""
-    if op.task_type != "closeShift" or op.state != FiscalOperation.State.DONE or not op.shift_number:
-        return
+    if op.task_type == "closeShift" and op.state == FiscalOperation.State.DONE and op.shift_number:
+        _mark_closed_late(session.kiosk, op)
+
+
+def _mark_closed_late(kiosk: Kiosk, op: FiscalOperation) -> Shift:
+    """Record a closeShift the register did but whose workflow died before ``_mark_closed``."""
     # The register's counters were read just before that closeShift (``_close``); after it they are gone.
-    totals = (FiscalOperation.objects.filter(kiosk=session.kiosk, task_type="getShiftTotals", id__lt=op.pk,
+    totals = (FiscalOperation.objects.filter(kiosk=kiosk, task_type="getShiftTotals", id__lt=op.pk,
                                              state=FiscalOperation.State.DONE).order_by("-id").first())
-    shift = _mark_closed(session.kiosk, op, totals.result if totals else None)
-    record_event("fiscal.shift.closed", kiosk=session.kiosk, object_ref=f"shift:{shift.pk}",
+    shift = _mark_closed(kiosk, op, totals.result if totals else None)
+    record_event("fiscal.shift.closed", kiosk=kiosk, object_ref=f"shift:{shift.pk}",
                  message=f"Смена №{shift.number} закрыта (завершено после перезапуска)", data={"fd": op.fd_number})
+    return shift
+
+
+def _close_from_journal(kiosk: Kiosk, shift: Shift) -> None:
+    """``shift`` is closed on the register: from our closeShift in the journal if there is one (with its
+    report and the counters read before it), else as closed outside our journal (by hand on the device)."""
+    op = (FiscalOperation.objects.filter(kiosk=kiosk, task_type="closeShift", state=FiscalOperation.State.DONE,
+                                         fn_number=shift.fn_number, shift_number=shift.number).order_by("-id").first())
+    if op is not None:
+        _mark_closed_late(kiosk, op)
+        return
+    log.warning("kiosk=%s shift %s was closed outside our journal", kiosk.code, shift.number)
+    Shift.objects.filter(pk=shift.pk).update(state=Shift.State.CLOSED)
 
 
 register.RESUMED_HOOKS.append(_after_resumed)

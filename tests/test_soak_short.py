@@ -408,3 +408,22 @@ def test_an_annulment_pushed_into_the_next_shift_is_explained_not_a_gap(client, 
     page = client.get(f"/shifts/{first.pk}/")
     assert page.status_code == 200 and 'data-testid="split-annulments"' in page.content.decode()
     assert order.number in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_close_done_but_not_recorded_is_taken_from_the_journal(client, venue):
+    """Soak (seed 777): K5's closeShift succeeded and its worker was killed before marking the shift closed;
+    when the next shift opened, shift 4 was closed "outside our journal" without the register's counters,
+    so it could never be reconciled. The journal has the closeShift and the counters read just before it."""
+    from fiscal.models import Shift
+    from nekassir.panel.reconciliation import reconcile_shift
+
+    order = _paid_order(client, venue)
+    shift = Shift.objects.get(kiosk=order.kiosk, state="open")
+    with register_session(order.kiosk) as session:  # what ``_close`` does, up to the kill
+        session.run({"type": "getShiftTotals"})
+        session.run({"type": "closeShift"}, reference="shift:close")
+    _paid_order(client, venue)  # its receipt opens the next shift
+    shift.refresh_from_db()
+    assert shift.state == Shift.State.CLOSED and shift.closed_at is not None
+    assert reconcile_shift(shift).gaps == []
