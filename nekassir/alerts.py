@@ -137,9 +137,9 @@ def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
 def _shift_problems(since: datetime) -> list[Problem]:
     from fiscal.models import FiscalDocument, Shift
     from nekassir.panel.reconciliation import (
-        ZERO,
         card_totals,
         document_totals,
+        net_of,
         register_totals,
         split_annulments,
         total_gaps,
@@ -178,7 +178,7 @@ def _shift_problems(since: datetime) -> list[Problem]:
         if shift.reconciled is False:
             reasons.append(shift.reconciliation_note or "отмечена как не сверенная")
         reasons += total_gaps(register_totals(shift.register_totals), document_totals(documents[shift.pk]),
-                              card_totals(card[shift.pk]), sum((a for _, a in split.get(shift.pk, [])), ZERO))
+                              card_totals(card[shift.pk]), net_of(split.get(shift.pk, [])))
         if reasons:
             problems.append(Problem(
                 f"shift:{shift.pk}:unreconciled", "shift_unreconciled",

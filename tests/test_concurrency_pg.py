@@ -32,7 +32,7 @@ from nekassir.models import Event, Order
 from payments.models import CardOperation, Refund
 from tests.processes import ROOT, project_env
 from tests.threads import run_in_threads
-from tests.venue import build_venue, order_body
+from tests.venue import build_venue, place_order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 ORDERS_PER_KIOSK = 10
@@ -104,11 +104,7 @@ def test_two_device_clusters_never_run_two_operations_on_one_device_at_once(clie
     for n in range(ORDERS_PER_KIOSK):
         for code in ("K1", "K2"):
             lines = [(demo.PRODUCT_BURGER_ID, "1")] if n % 2 else [(demo.PRODUCT_CAPPUCCINO_ID, "2")]
-            body = order_body(*lines)
-            answer = client.post("/api/v1/orders", body, content_type="application/json",
-                                 headers={"Authorization": f"Bearer {venue.tokens[code]}"})
-            assert answer.status_code == 201
-            placed.append(body["id"])
+            placed.append(place_order(client, venue, *lines, kiosk=code).pk)
         if n % 3 == 1:  # manual operations in between, as from the kiosk's service menu
             for code in ("K1", "K2"):
                 kiosk = venue.kiosks[code]
@@ -152,11 +148,7 @@ def test_two_device_clusters_never_run_two_operations_on_one_device_at_once(clie
 # --- refunds racing --------------------------------------------------------------------------------
 @pytest.fixture
 def paid(client, venue):
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"), (demo.PRODUCT_CAPPUCCINO_ID, "2"))
-    answer = client.post("/api/v1/orders", body, content_type="application/json",
-                         headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    assert answer.status_code == 201
-    order = Order.objects.select_related("card_sale").get(pk=body["id"])
+    order = place_order(client, venue)
     assert order.status == Order.Status.COMPLETED
     return order
 

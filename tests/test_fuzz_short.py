@@ -32,7 +32,6 @@ import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
 from django.test import Client
-from django.urls import URLPattern, URLResolver
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +41,7 @@ from schemathesis import GenerationMode
 from nekassir import iiko_emulator as menu
 from nekassir.api.schemas import OrderStatusOut
 from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter, issue_token
+from tests.urlwalk import walk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -338,19 +338,10 @@ def test_the_kiosk_api_survives_generated_requests(kiosks, monkeypatch):
 
 
 # --- the panel's POST endpoints ---------------------------------------------------------------------
-def _walk(patterns, prefix: str = ""):
-    for entry in patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from _walk(entry.url_patterns, route)
-        elif isinstance(entry, URLPattern):
-            yield route, entry.name
-
-
 def _panel_routes() -> list[str]:
     from nekassir.panel import urls
 
-    return [f"/{route}" for route, _ in _walk(urls.urlpatterns)]
+    return [f"/{route}" for route, _ in walk(urls.urlpatterns)]
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import get_resolver
 
 from nekassir.events import record_event
 from nekassir.models import Event
@@ -22,26 +21,9 @@ from tests.test_panel_support import (  # noqa: F401
     manager_client,
     venue,
 )
+from tests.urlwalk import concrete, walk
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def walk(patterns, prefix: str = ""):
-    """Every URL pattern of the project as (route with <converters>, name)."""
-    for entry in patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from walk(entry.url_patterns, route)
-        elif isinstance(entry, URLPattern):
-            yield route, entry.name
-
-
-def concrete(route: str, values: dict[str, str]) -> str:
-    """A real URL for a route: each <converter:name> filled from ``values``, regexes stripped."""
-    url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
-    url = url.lstrip("^").rstrip("$").replace(r"\Z", "")
-    url = re.sub(r"\(\?P<rest>\.\*\)", "", url)
-    return "/" + url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import uuid
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from django.urls import URLPattern, URLResolver
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
@@ -24,25 +23,13 @@ from nekassir.models import Event, Order
 from payments.models import Refund
 from tests.processes import ROOT
 from tests.test_panel_support import PIN, fake_completed_order, fake_shift, make_user
-from tests.venue import build_venue, order_body
+from tests.urlwalk import concrete, walk
+from tests.venue import build_venue, order_body, place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ATOL_USER, ATOL_PASSWORD = "kassa", "atol-" + secrets.token_hex(8)
 KKM_USER, KKM_PASSWORD = "kkm", "kkm-" + secrets.token_hex(8)
-
-
-def _walk(patterns, prefix: str = ""):
-    for entry in patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from _walk(entry.url_patterns, route)
-        elif isinstance(entry, URLPattern):
-            yield route, entry.name
-
-
-def _fill(route: str, values: dict[str, str]) -> str:
-    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
 
 
 @pytest.fixture
@@ -69,11 +56,7 @@ def world(serve_emulator, tmp_path, monkeypatch, settings):
 
 
 def _post_order(client, venue, kiosk="K1", *lines):
-    body = order_body(*(lines or ((demo.PRODUCT_BURGER_ID, "1"), (demo.PRODUCT_CAPPUCCINO_ID, "2"))))
-    answer = client.post("/api/v1/orders", body, content_type="application/json",
-                         headers={"Authorization": f"Bearer {venue.tokens[kiosk]}"})
-    assert answer.status_code == 201, answer.content
-    return Order.objects.get(pk=body["id"])
+    return place_order(client, venue, *lines, kiosk=kiosk)
 
 
 @pytest.fixture
@@ -90,7 +73,7 @@ def objects(world):
 def _panel_urls(values: dict[str, str]) -> list[str]:
     from nekassir.panel import urls
 
-    return [_fill(route, values) for route, _ in _walk(urls.urlpatterns)]
+    return [concrete(route, values) for route, _ in walk(urls.urlpatterns)]
 
 
 def _effects() -> tuple[int, int, int]:

@@ -29,7 +29,7 @@ from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order
 from payments.models import CardOperation
 from tests.processes import ROOT
-from tests.venue import build_venue, order_body
+from tests.venue import build_venue, place_order
 
 SHORT_SOAK_SECONDS = 300
 
@@ -79,11 +79,7 @@ def venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator):
 
 
 def _paid_order(client, venue, kiosk: str = "K1", *lines) -> Order:
-    body = order_body(*(lines or ((demo.PRODUCT_BURGER_ID, "1"), (demo.PRODUCT_CAPPUCCINO_ID, "2"))))
-    answer = client.post("/api/v1/orders", body, content_type="application/json",
-                         headers={"Authorization": f"Bearer {venue.tokens[kiosk]}"})
-    assert answer.status_code == 201, answer.content
-    order = Order.objects.select_related("card_sale").get(pk=body["id"])
+    order = place_order(client, venue, *lines, kiosk=kiosk)
     assert order.status == Order.Status.COMPLETED, (order.status, order.error_message)
     return order
 
@@ -93,10 +89,7 @@ def _queued_order(client, venue, monkeypatch) -> Order:
     not run: the test plays the worker (or its death) itself."""
     _paid_order(client, venue)
     monkeypatch.setattr(Conf, "SYNC", False)
-    body = order_body((demo.PRODUCT_BURGER_ID, "1"))
-    client.post("/api/v1/orders", body, content_type="application/json",
-                headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    return Order.objects.select_related("kiosk").get(pk=body["id"])
+    return place_order(client, venue, (demo.PRODUCT_BURGER_ID, "1"))
 
 
 def _paper(venue, present: bool, device: str = "K1") -> None:

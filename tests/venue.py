@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from nekassir import iiko_emulator as demo
-from nekassir.models import IikoConnection, Kiosk, issue_token
+from nekassir.models import IikoConnection, Kiosk, Order, issue_token
 from tests.factories import make_terminal_kiosk
 
 
@@ -38,6 +38,21 @@ def build_venue(atol, kkm, dc, iiko) -> Venue:
     for code, kiosk in venue.kiosks.items():
         venue.tokens[code] = issue_token(kiosk)
     return venue
+
+
+# A burger and two cappuccinos: an order with a line that can be partly refunded.
+DEFAULT_LINES = ((demo.PRODUCT_BURGER_ID, "1"), (demo.PRODUCT_CAPPUCCINO_ID, "2"))
+
+
+def place_order(client, venue: Venue, *lines: tuple[str, str], kiosk: str = "K1") -> Order:
+    """POST an order (``DEFAULT_LINES`` when none given) through the kiosk API as ``kiosk``; it must be
+    accepted (201). Returns the row as stored once the request is answered (with sync q2 the checkout has
+    run by then; with queued jobs it waits for its worker)."""
+    body = order_body(*(lines or DEFAULT_LINES))
+    answer = client.post("/api/v1/orders", body, content_type="application/json",
+                         headers={"Authorization": f"Bearer {venue.tokens[kiosk]}"})
+    assert answer.status_code == 201, answer.content
+    return Order.objects.select_related("kiosk", "card_sale").get(pk=body["id"])
 
 
 def product(product_id: str) -> dict:

@@ -188,10 +188,6 @@ class Reconciliation:
     split: list[tuple[str, Decimal]] = field(default_factory=list)  # (order number, signed amount)
 
     @property
-    def split_net(self) -> Decimal:
-        return sum((amount for _, amount in self.split), ZERO)
-
-    @property
     def order_gaps(self) -> int:
         return len(self.gap_orders)
 
@@ -290,11 +286,15 @@ def reconcile_shift(shift) -> Reconciliation:
     gap_orders = [OrderGap(pk, number, issues) for pk, number, facts in shift_order_facts(shift)
                   if (issues := order_issues(facts))]
     split = split_annulments([shift.pk]).get(shift.pk, [])
-    split_net = sum((amount for _, amount in split), ZERO)
-    gaps = [] if shift.is_open else total_gaps(register, documents, card, split_net)
+    gaps = [] if shift.is_open else total_gaps(register, documents, card, net_of(split))
     if not shift.is_open and register is None:
         gaps.append("Счётчики ККТ при закрытии не прочитаны: сверка с ККТ невозможна")
     return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open, split)
+
+
+def net_of(split: list[tuple[str, Decimal]]) -> Decimal:
+    """The signed sum of ``split_annulments`` rows of one shift."""
+    return sum((amount for _, amount in split), ZERO)
 
 
 def split_annulments(shift_ids: Iterable[int]) -> dict[int, list[tuple[str, Decimal]]]:
