@@ -97,14 +97,19 @@ MAX_NAME_LENGTH = 128  # FFD 1.2 tag 1030
 FINAL_STATUSES = frozenset({"ready", "error", "interrupted", "canceled"})
 FAILED_STATUSES = frozenset({"error", "interrupted"})
 
-FAULTS = frozenset(
-    {
-        "paper_out", "paper_out_after_write", "cover_open", "no_connection", "blocked_then_ready",
-        "blocked_then_error", "lost_post_answer", "lost_get_answer", "fn_error",
-    }
-)
+FAULTS: dict[str, str] = {
+    "paper_out": "нет бумаги: следующий фискальный документ не начат (ошибка 44), ККТ не печатает до paper_in",
+    "paper_out_after_write": "бумага кончилась после записи в ФН: документ сделан, warnings.notPrinted",
+    "cover_open": "открыта крышка: следующий документ отклонён (ошибка 45)",
+    "no_connection": "нет связи с ККТ: следующий документ отклонён (ошибка 2), ничего не сделано",
+    "blocked_then_ready": "исход документа неизвестен (blocked), через seconds он оказывается сделанным (ready)",
+    "blocked_then_error": "исход документа неизвестен (blocked), через seconds он оказывается не сделанным (error)",
+    "lost_post_answer": "задача принята, но ответ на POST /api/v2/requests потерян",
+    "lost_get_answer": "ответ на GET /api/v2/requests/{uuid} потерян",
+    "fn_error": "ошибка фискального накопителя: документ отклонён",
+}
 # Faults consumed by the device worker when it starts a fiscal sub-task (the rest hit HTTP answers).
-DEVICE_FAULTS = FAULTS - {"lost_post_answer", "lost_get_answer"}
+DEVICE_FAULTS = frozenset(FAULTS) - {"lost_post_answer", "lost_get_answer"}
 BLOCKING_FAULTS = frozenset({"blocked_then_ready", "blocked_then_error"})
 # Faults that end the task at once: the register never starts printing.
 IMMEDIATE_FAULTS = frozenset({"paper_out", "cover_open", "no_connection", "fn_error"})
@@ -700,7 +705,7 @@ class AtolWebServerEmulator(EmulatorApp):
     """ATOL Web Server emulator; one register per ``deviceID``, each with its own worker thread."""
 
     name = "atol-web-server"
-    faults_known = set(FAULTS)
+    faults_known = FAULTS
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,8 +66,8 @@ class FaultQueue:
     A fault with a device hits only that device; one without hits any device.
     """
 
-    def __init__(self, known: set[str]):
-        self.known = known
+    def __init__(self, known: Collection[str]):
+        self.known = set(known)
         self._items: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -105,7 +106,8 @@ class EmulatorApp:
     """Base of every emulator: routes the control API, leaves the protocol to ``handle_protocol``."""
 
     name = "emulator"
-    faults_known: set[str] = set()
+    #: every fault this emulator knows: name -> what it does (``GET /_emulator/faults/known``)
+    faults_known: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.faults = FaultQueue(self.faults_known)
@@ -141,6 +143,8 @@ class EmulatorApp:
                 return json_response({"ok": True, "pending": self.faults.pending()})
             if action == "faults" and request.method == "GET":
                 return json_response(self.faults.pending())
+            if action == "faults/known" and request.method == "GET":
+                return json_response(dict(sorted(self.faults_known.items())))
             if action == "journal" and request.method == "GET":
                 return json_response(self.journal())
             if action == "reset" and request.method == "POST":
