@@ -62,6 +62,17 @@ class CardOperation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Recovery of an unknown operation: attempts so far and when it tries next (backoff).
+    resolve_attempts = models.PositiveIntegerField("попыток автоматического разрешения", default=0)
+    next_resolve_at = models.DateTimeField("следующая попытка разрешения", null=True, blank=True)
+    # A manager's resolution by hand (nekassir.card_resolution): who, why, and the terminal's report
+    # taken at a «не списаны» — the evidence the operation was not charged.
+    resolved_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="resolved_card_operations", verbose_name="разрешено вручную кем",
+    )
+    manual_note = models.TextField("причина ручного разрешения", blank=True)
+    manual_report = models.TextField("отчёт терминала при ручном разрешении", blank=True)
 
     class Meta:
         verbose_name = "операция терминала"
