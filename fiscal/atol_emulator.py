@@ -307,21 +307,28 @@ def validate_receipt(task: dict[str, Any]) -> Receipt:
     return Receipt(items_total, _settle(items_total, paid))
 
 
+CORRECTION_TYPES = frozenset({"self", "instruction"})  # FFD tag 1173: 0 = самостоятельно, 1 = по предписанию
+CORRECTION_BASIS = ("correctionType", "correctionBaseDate", "correctionBaseNumber")
+
+
 def validate_correction(task: dict[str, Any]) -> Receipt:
-    """Correction receipts: the correction fields are accepted loosely; money must still add up."""
-    _validate_common(task)
-    if task.get("items") is not None:
-        total = _validate_items(task["items"])
-    elif task.get("total") is not None:
-        total = _number(task["total"], "total").quantize(KOPECK)
-    else:
-        total = None
-    if task.get("payments") is None:
-        return Receipt(total or Decimal(0), {})
-    paid = _validate_payments(task["payments"])
-    if total is None:
-        total = sum(paid.values(), Decimal(0)).quantize(KOPECK)
-    return Receipt(total, _settle(total, paid))
+    """sellCorrection / sellReturnCorrection of FFD 1.2: positions and payments exactly like a receipt, plus
+    the basis (tag 1174): ``correctionType`` (1173), ``correctionBaseDate`` (1178, the date of the settlement
+    corrected, "YYYY.MM.DD" as the driver's JSON writes dates) and, for an instruction of the tax service,
+    ``correctionBaseNumber`` (1179, the instruction's number)."""
+    receipt = validate_receipt(task)
+    kind = _required(task, "correctionType", "")
+    if kind not in CORRECTION_TYPES:
+        raise invalid("correctionType", f"ожидается self или instruction, получено {kind!r}")
+    base_date = _required(task, "correctionBaseDate", "")
+    try:
+        datetime.strptime(str(base_date), "%Y.%m.%d")
+    except ValueError:
+        raise invalid("correctionBaseDate", f"ожидается дата ГГГГ.ММ.ДД, получено {base_date!r}") from None
+    number = task.get("correctionBaseNumber")
+    if kind == "instruction" and (not isinstance(number, str) or not number.strip()):
+        raise invalid("correctionBaseNumber", "для коррекции по предписанию нужен номер предписания")
+    return receipt
 
 
 def validate_non_fiscal(task: dict[str, Any]) -> list[str]:
@@ -1000,6 +1007,8 @@ class AtolWebServerEmulator(EmulatorApp):
         }
         if "fiscalReceiptNumber" in document:
             entry["fiscalReceiptNumber"] = document["fiscalReceiptNumber"]
+        # A correction's basis, as sent (tags 1173, 1178, 1179).
+        entry.update({key: body[key] for key in CORRECTION_BASIS if key in body})
         self._state["journal"].append(entry)
 
     # ================================================================================= other sub-tasks
