@@ -89,6 +89,23 @@ class IikoHTTPError(IikoError):
         # 400 = refused before doing anything; 408 / 5xx = it may have been half way through.
         return self.status == 408 or self.status >= 500
 
+    @property
+    def duplicate_order(self) -> bool:
+        """iiko refused ``order/create`` because it already has an order with this id (PROTOCOLS.md §3)."""
+        return self.status == 400 and is_duplicate_refusal(self.error, self.error_description)
+
+
+def is_duplicate_refusal(error: str | None, error_description: str | None) -> bool:
+    """Does an error answer say "an order with this id already exists"?
+
+    The vendor schema documents no error codes, so both fields are read loosely ("DuplicatedOrderId",
+    as our emulator answers, or a description saying it). A miss is safe for the caller: a resend
+    refused for any other reason still leaves the first send in doubt, never "not created".
+    """
+    code = (error or "").lower()
+    text = (error_description or "").lower()
+    return "duplicat" in code or "duplicat" in text or "already exists" in text or "уже существует" in text
+
 
 class IikoBadResponse(IikoError):
     """A success status with a body we cannot understand: what happened is not known."""

@@ -22,7 +22,14 @@ id or the organization id; ``path`` optionally limits a fault to one endpoint):
   meanwhile consumes one count and ends in the creation timeout;
 * ``http_500``: answers 500 without doing anything (``"processed": true``: does it, then answers 500);
 * ``slow``: does the work, answers after ``seconds`` (default 20), so the client times out;
-* ``lost_answer``: does the work, drops the connection without an answer.
+* ``lost_answer``: does the work, drops the connection without an answer;
+* ``lost_create_answer``: ``order/create`` / ``deliveries/create`` creates the order, then drops the
+  connection: no correlationId comes back (a refused create, e.g. a duplicate id, does not use it up);
+* ``invisible_for`` (``{"seconds": N}``, default 30): each order created while armed is not shown by
+  ``order/by_id`` / ``deliveries/by_id`` for N seconds of the emulator's clock, as a busy iiko does
+  (the kitchen has it; the journal shows it).
+
+``GET /_emulator/faults/known`` lists them with what they do (``FAULTS``).
 
 Control API besides faults/journal/reset: ``POST /_emulator/clock {"advance_seconds"}`` moves the
 emulator's clock (tokens expire after one hour of it), ``GET /_emulator/clock``,
@@ -189,6 +196,21 @@ COMMAND_MEMORY = 24 * 3600.0
 NOMENCLATURE_REVISION = 1
 VENUE_TZ = timezone(timedelta(hours=3))
 AUTH_PATHS = {"/api/1/access_token", "/api/v2/access_token"}
+CREATE_PATHS = {"/api/1/order/create", "/api/1/deliveries/create"}
+DEFAULT_INVISIBLE_SECONDS = 30.0
+FAULTS: dict[str, str] = {
+    "creation_timeout": "следующий заказ завершается creationStatus Error «Creation timeout expired»: "
+                        "iikoFront его не взял, в iiko заказа нет",
+    "front_offline": "terminal_groups/is_alive отвечает «не в сети», пока fault не исчерпан; каждый заказ за это время "
+                     "тратит один count и завершается тем же таймаутом создания",
+    "http_500": "ответ 500 без выполнения запроса ({\"processed\": true}: запрос выполнен, ответ всё равно 500)",
+    "slow": "запрос выполнен, ответ приходит через seconds (по умолчанию 20): у клиента таймаут",
+    "lost_answer": "любой запрос выполнен, соединение рвётся без ответа",
+    "lost_create_answer": "order/create или deliveries/create создаёт заказ, ответ теряется: correlationId не "
+                          "приходит (отказ, например повтор id, fault не тратит)",
+    "invisible_for": "созданный заказ не виден в order/by_id и deliveries/by_id ещё seconds секунд "
+                     "(по умолчанию 30), как у перегруженного iiko; на кухне он уже есть",
+}
 _ANY_TIME_FAULTS = {"http_500", "slow", "lost_answer"}
 _CREATION_FAULTS = {"creation_timeout", "front_offline"}
 
@@ -271,7 +293,7 @@ class _IikoFaults(FaultQueue):
 
 class IikoEmulator(EmulatorApp):
     name = "iiko-emulator"
-    faults_known = {"creation_timeout", "http_500", "slow", "front_offline", "lost_answer"}
+    faults_known = FAULTS
 
     def __init__(self, state_path: str | None = None, creation_delay: float = 0.2, validate: bool = True):
         super().__init__()
@@ -379,7 +401,12 @@ class IikoEmulator(EmulatorApp):
             response.hang_seconds = float(fault.get("seconds", 20))
         if fault and fault["fault"] == "lost_answer":
             return lost_answer()
+        if status == 200 and request.path in CREATE_PATHS and self._create_answer_lost(body, request.path):
+            return lost_answer()  # the order exists; the caller never learns its correlationId
         return response
+
+    def _create_answer_lost(self, body: dict[str, Any], path: str) -> bool:
+        return self.faults.take_first({"lost_create_answer"}, _devices(body), path) is not None
 
     def _internal_error(self, path: str) -> Response:
         return self._answer(path, 500, _error_body("Internal server error (emulated fault)", "InternalServerError"))
@@ -502,7 +529,8 @@ class IikoEmulator(EmulatorApp):
         now = self.now()
         outcome, error_info, delay = self._decide(order, kind, terminal_group_id, org_id)
         record = self._order_record(order, order_id, kind, org_id, terminal_group_id, now)
-        record.update(outcome=outcome, errorInfo=error_info, readyAt=now + delay)
+        record.update(outcome=outcome, errorInfo=error_info, readyAt=now + delay,
+                      visibleAt=now + self._invisible_seconds(body, kind))
         self._state["orders"][order_id] = record
         self._state["commands"][record["correlationId"]] = {"orderId": order_id, "createdAt": now}
         self._save()
@@ -522,6 +550,12 @@ class IikoEmulator(EmulatorApp):
         except _Refused as refused:
             return "Error", {"code": refused.code, "message": refused.message, "errorReason": None}, self.creation_delay
         return "Success", None, self.creation_delay
+
+    def _invisible_seconds(self, body: dict[str, Any], kind: str) -> float:
+        """How long ``by_id`` will not show this new order (``invisible_for``; 0 = at once)."""
+        path = "/api/1/order/create" if kind == "table" else "/api/1/deliveries/create"
+        fault = self.faults.take_first({"invisible_for"}, _devices(body), path)
+        return float(fault.get("seconds", DEFAULT_INVISIBLE_SECONDS)) if fault else 0.0
 
     def _order_record(
         self, order: dict[str, Any], order_id: str, kind: str, org_id: str, terminal_group_id: str, now: float,
@@ -571,6 +605,7 @@ class IikoEmulator(EmulatorApp):
         return [
             self._order_info(o, now) for o in orders
             if o is not None and o["kind"] == kind and o["organizationId"] in org_ids
+            and now >= o.get("visibleAt", 0)  # a busy iiko (``invisible_for``) does not show it yet
         ]
 
     def _cancel_table_order(self, body: dict[str, Any]) -> tuple[int, Any]:
