@@ -195,11 +195,11 @@ def test_amounts_round_half_up_to_kopecks(client, token):
 def test_modifier_quantity_is_per_unit_of_its_line(client, token):
     line = {"product_id": demo.PRODUCT_CAPPUCCINO_ID, "name": "Капучино", "price": "189.00", "quantity": "3",
             "vat": "vat22", "modifiers": [{"product_id": demo.MODIFIER_CARAMEL_ID, "name": "Сироп карамельный",
-                                           "price": "40.00", "quantity": "2", "vat": "vat20"}]}
+                                           "price": "40.00", "quantity": "2", "vat": "vat10"}]}
     # 3 × 189.00 + 3 × 2 × 40.00 = 567.00 + 240.00
     assert post(client, token, order_body(lines=[line], total="807.00")).status_code == 201
     modifier = OrderModifier.objects.get()
-    assert modifier.amount == Decimal("240.00") and modifier.vat == "vat20" and modifier.group_id is None
+    assert modifier.amount == Decimal("240.00") and modifier.vat == "vat10" and modifier.group_id is None
     assert_error(post(client, token, order_body(lines=[line], total="647.00")), 422, "validation_error")
 
 

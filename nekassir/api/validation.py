@@ -1,15 +1,19 @@
-"""Checking a parsed order body against ``OrderIn``, with field errors in Russian (422)."""
+"""Checking a parsed order body against ``OrderIn``, with field errors in Russian (422), then each line's and
+modifier's VAT against the kiosk's taxation system and the day of the sale (422 ``vat_not_allowed``)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, get_args
 
+from django.utils import timezone
 from pydantic import ValidationError
 from pydantic_core.core_schema import ErrorType
 
 from nekassir.api.errors import ApiError, safe_text
 from nekassir.api.schemas import OrderIn
 from nekassir.models import Kiosk
+from nekassir.vat import refusal
 
 # pydantic's own error types, in the guest-facing language. Our custom types carry Russian already.
 _MESSAGES = {
@@ -60,8 +64,37 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def validate_order(body: dict[str, Any], kiosk: Kiosk) -> OrderIn:
+def validate_order(body: dict[str, Any], kiosk: Kiosk, *, on: date | None = None) -> OrderIn:
+    """The order as ``OrderIn``, or ApiError 422. ``on``: the day of the sale (today, in the venue's time zone)."""
     try:
-        return OrderIn.model_validate(body, context={"kiosk": kiosk})
+        data = OrderIn.model_validate(body, context={"kiosk": kiosk})
     except ValidationError as exc:
         raise ApiError(422, "validation_error", details=field_errors(exc)) from None
+    check_vat(data, kiosk, on or timezone.localdate())
+    return data
+
+
+def check_vat(data: OrderIn, kiosk: Kiosk, on: date) -> None:
+    """Every rate of a new sale must fit the kiosk's taxation system (``nekassir.vat``); each refused line or
+    modifier is named in ``details``. Returns and annulments never come here: they mirror their sale."""
+    details = []
+    for index, line in enumerate(data.lines):
+        reason = refusal(line.vat, kiosk.taxation_type, on)
+        if reason:
+            details.append(_vat_detail(f"lines.{index}.vat", index, str(line.product_id), reason))
+        for number, modifier in enumerate(line.modifiers):
+            # A modifier without its own rate takes its line's, already named above.
+            reason = refusal(modifier.vat, kiosk.taxation_type, on) if modifier.vat else None
+            if reason:
+                detail = _vat_detail(f"lines.{index}.modifiers.{number}.vat", index, str(line.product_id),
+                                     f"модификатор {number + 1}: {reason}")
+                details.append({**detail, "modifier": number})
+    if details:
+        first = details[0]
+        message = f"Ставка НДС не подходит для системы налогообложения киоска: {first['message']}"
+        raise ApiError(422, "vat_not_allowed", message, details=details)
+
+
+def _vat_detail(field: str, index: int, product_id: str, reason: str) -> dict[str, Any]:
+    return {"field": field, "code": "vat_not_allowed", "message": f"позиция {index + 1}: {reason}",
+            "line": index, "product_id": product_id}
