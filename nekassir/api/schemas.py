@@ -268,10 +268,14 @@ class ErrorDetailOut(BaseModel):
     field: str = Field(examples=["lines.0.price"])
     code: str
     message: str
+    # vat_not_allowed names the refused line (0-based) and its product, and the modifier when it is one.
+    line: int | None = Field(None, description="Номер позиции в lines (с 0) — для vat_not_allowed.")
+    product_id: str | None = Field(None, description="Товар этой позиции — для vat_not_allowed.")
+    modifier: int | None = Field(None, description="Номер модификатора позиции (с 0), если ставка его.")
 
 
 class ErrorContentOut(BaseModel):
-    code: str = Field(examples=["validation_error"])
+    code: str = Field(examples=["validation_error", "vat_not_allowed"])
     message: str
     details: list[ErrorDetailOut] | None = None
 
