@@ -107,9 +107,13 @@ FAULTS: dict[str, str] = {
     "lost_post_answer": "задача принята, но ответ на POST /api/v2/requests потерян",
     "lost_get_answer": "ответ на GET /api/v2/requests/{uuid} потерян",
     "fn_error": "ошибка фискального накопителя: документ отклонён",
+    "shift_expires_before_next_sell": "часы ККТ переходят за expiredTime открытой смены прямо перед следующим "
+                                      "чеком прихода: чек отклонён с ошибкой 68 (смена превысила 24 часа)",
 }
 # Faults consumed by the device worker when it starts a fiscal sub-task (the rest hit HTTP answers).
-DEVICE_FAULTS = frozenset(FAULTS) - {"lost_post_answer", "lost_get_answer"}
+DEVICE_FAULTS = frozenset(FAULTS) - {"lost_post_answer", "lost_get_answer", "shift_expires_before_next_sell"}
+# Faults that wait for a particular kind of document (any other task leaves them armed).
+SELL_FAULTS = frozenset({"shift_expires_before_next_sell"})
 BLOCKING_FAULTS = frozenset({"blocked_then_ready", "blocked_then_error"})
 # Faults that end the task at once: the register never starts printing.
 IMMEDIATE_FAULTS = frozenset({"paper_out", "cover_open", "no_connection", "fn_error"})
@@ -870,7 +874,8 @@ class AtolWebServerEmulator(EmulatorApp):
                 self._save()
                 return
             # A fault is bound to the sub-task it hit, so a re-run after a restart replays the same outcome.
-            fault = entry.get("fault") or self.faults.take(device_id, only=set(DEVICE_FAULTS))
+            only = set(DEVICE_FAULTS) | (set(SELL_FAULTS) if kind == "sell" else set())
+            fault = entry.get("fault") or self.faults.take(device_id, only=only)
             if fault:
                 entry["fault"] = fault
                 self._save()
@@ -950,6 +955,9 @@ class AtolWebServerEmulator(EmulatorApp):
             document = register.close_shift(now)
         else:
             assert receipt is not None
+            if fault_name == "shift_expires_before_next_sell" and register.shift_state(now) == "opened":
+                # The shift reaches its 24 hours between the caller's shift check and this sell.
+                register.shift["openedAt"] = now - SHIFT_LENGTH.total_seconds()
             if self._ensure_shift_for_receipt(register, now, body):
                 warnings["shiftAutoOpened"] = True
             document = register.add_receipt(kind, receipt, now, body)

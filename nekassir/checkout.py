@@ -49,6 +49,9 @@ GUEST_MESSAGES = {
     "annulment_pending": "Оплата не прошла. Деньги не списаны; чек будет аннулирован автоматически.",
     "not_delivered": "Заказ оплачен, но не передан на кухню. Сотрудник уже видит его и поможет.",
     "outcome_unknown": "Проверяем результат операции, подождите.",
+    "guest_timeout": "Время оплаты истекло. Деньги не списаны, заказ отменён.",
+    "paid_after_guest_left": "Оплата прошла позже, чем гость ждал у киоска. Сотрудник передаст заказ на кухню "
+                             "или вернёт деньги.",
 }
 
 
@@ -90,21 +93,24 @@ def _advance(order: Order, steps: set[str]) -> None:
 
 # --- steps: each returns True when the order moved on, False when it must wait ---------------
 def _sell(order: Order) -> bool:
+    if order.sell_operation_id is None and guest_window_closed(order):
+        # Nothing printed yet and the guest may be gone: no receipt, no charge.
+        return _finish(order, Status.CANCELLED, "guest_timeout", detail="окно гостя истекло до печати чека")
     _set(order, status=Status.PRINTING_RECEIPT)
     try:
         with register_session(order.kiosk, purpose=f"чек заказа {order.number}") as session:
             op = order.sell_operation
             if op is not None:
                 op.refresh_from_db()  # the session may just have resolved it
-            if op is None or op.error_kind == NEVER_SENT:
-                ensure_open(session)
-                task = sell_task(order)
-                with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
-                    op = session.create(task, reference=f"order:{order.pk}:sell")
-                    _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
-                session.perform(op)
+            for _ in range(3):  # a bound: a receipt is printed again only after a proven "not made"
+                if op is not None and not _print_again(op):
+                    break
+                op = _print_receipt(order, session)
+                if op is None:
+                    # The window wins, over a reopened shift too: no receipt was made, so nothing to annul.
+                    return _finish(order, Status.CANCELLED, "guest_timeout", detail="окно гостя истекло до печати чека")
     except FiscalFailed as exc:
-        # Refused before anything was made (no paper, cover open, FN, shift...): nothing charged.
+        # Refused before anything was made (no paper, cover open, FN...): nothing charged.
         return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
     except (FiscalError, DeviceBusy) as exc:
         return defer(order, f"чек: {exc}")
@@ -115,11 +121,48 @@ def _sell(order: Order) -> bool:
         # The card step's status is set here too: the kiosk says "insert card" from now on.
         _set(order, step=Step.CARD, status=Status.AWAITING_CARD,
              shift=getattr(op, "document", None) and op.document.shift)
-        _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}")
+        _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
+               + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
     return True
 
 
+# A sell task that ended with these is proven not made and may be made again under a new uuid: it never
+# left (the process died before sending), or the register refused it because the shift expired or closed
+# between our shift check and the sell (error 68 / 73: the register's clock passed ``expiredTime``).
+_PRINT_AGAIN_KINDS = {NEVER_SENT, "shift_expired", "shift_closed"}
+
+
+def _print_again(op: FiscalOperation) -> bool:
+    return op.state == FiscalOperation.State.FAILED and op.error_kind in _PRINT_AGAIN_KINDS
+
+
+def _print_receipt(order: Order, session) -> FiscalOperation | None:
+    """Make sure the shift is open (an expired one is settled and closed first), then, if the guest's window
+    is still open (None if not), send the order's sell task under a new uuid saved before the call. A shift
+    that expires under the sell comes back as a FAILED operation of kind ``shift_expired`` (nothing was
+    made) for the caller to print again."""
+    ensure_open(session)
+    if guest_window_closed(order):
+        return None
+    task = sell_task(order)
+    with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
+        op = session.create(task, reference=f"order:{order.pk}:sell")
+        _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
+    try:
+        session.perform(op)
+    except FiscalFailed as exc:
+        if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
+            raise
+        log.warning("order=%s kiosk=%s the shift expired under the sell (%s): settle, close, open, print again",
+                    order.pk, order.kiosk.code, exc)
+        _event(order, "order.receipt.shift_expired", "смена истекла под чеком: закрываем, открываем, печатаем снова")
+    op.refresh_from_db()
+    return op
+
+
 def _card(order: Order) -> bool:
+    if order.card_sale_id is None and guest_window_closed(order):
+        return _guest_left(order)
     if order.status != Status.AWAITING_CARD:
         _set(order, status=Status.AWAITING_CARD)
     try:
@@ -138,6 +181,9 @@ def _card(order: Order) -> bool:
         return defer(order, f"оплата: {exc}")
     op.refresh_from_db()
     if op.state == CardOperation.State.APPROVED:
+        if _approved_after_window(order, op):
+            return _finish(order, Status.NEEDS_ATTENTION, "paid_after_guest_left",
+                           detail=f"оплата (RRN {op.rrn}) подтвердилась после окна гостя: передать в iiko или вернуть")
         with transaction.atomic():
             _set(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
             _event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
@@ -149,6 +195,23 @@ def _card(order: Order) -> bool:
         return True
     # Unknown: the next pass enters the terminal session again, which resolves it first.
     return True
+
+
+def _guest_left(order: Order) -> bool:
+    """The card step comes too late (register blocked, worker killed, queue backlog, a close carrying the
+    order on): the guest is not charged; the printed receipt is annulled and the order ends ``guest_timeout``."""
+    with transaction.atomic():
+        _set(order, step=Step.ANNUL, error_code="guest_timeout", error_message=GUEST_MESSAGES["guest_timeout"])
+        _event(order, "order.guest_timeout", "окно гостя истекло до оплаты: чек аннулируется, карта не списывается")
+    return True
+
+
+def _approved_after_window(order: Order, op: CardOperation) -> bool:
+    """An unknown sale that turned out approved only after the guest's window (by a status query, a later
+    recovery or a manager) is not sent to the kitchen by itself: nobody may be there to take the food.
+    A sale approved in its own exchange had the guest at the PIN pad, however late it ended."""
+    resolved_later = bool(op.resolution) or getattr(op, "resolved_by_id", None) is not None
+    return resolved_later and (op.finished_at or timezone.now()) > guest_window_end(order)
 
 
 def _annul(order: Order) -> bool:
@@ -184,6 +247,16 @@ def _set(order: Order, **values) -> None:
     Order.objects.filter(pk=order.pk).update(**values)
     for name, value in values.items():
         setattr(order, name, value)
+
+
+def guest_window_closed(order: Order) -> bool:
+    """The guest's window (``CHECKOUT_GUEST_WINDOW`` after the order's POST) is over: the guest may have
+    walked away, so no card payment may start any more (DESIGN.md: an order that is late is annulled)."""
+    return timezone.now() > guest_window_end(order)
+
+
+def guest_window_end(order: Order):
+    return order.created_at + timedelta(seconds=settings.CHECKOUT_GUEST_WINDOW)
 
 
 def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool:

@@ -15,6 +15,7 @@ from django_q.tasks import async_task
 from fiscal.models import FiscalDocument, FiscalOperation
 from fiscal.register import FiscalError, register_session
 from nekassir.checkout import resume_due_orders
+from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, prune_free_locks
 from nekassir.models import Kiosk, Order
 from payments.models import CardOperation
@@ -75,9 +76,12 @@ def check_register_ready(kiosk_id: int) -> str:
             device = (session.run({"type": "getDeviceStatus"}).result or {}).get("deviceStatus") or {}
             if device.get("paperPresent") is False or device.get("coverOpened"):
                 return "still not ready"
-            if _unprinted(kiosk).exists():
+            unprinted = list(_unprinted(kiosk).values_list("fd_number", flat=True))
+            if unprinted:
                 session.run({"type": "continuePrint"}, reference="continuePrint")
                 _unprinted(kiosk).update(printed=True)
+                record_event("fiscal.continue_print", kiosk=kiosk, message="Бумага заменена: допечатаны документы ФД "
+                             + ", ".join(str(n) for n in unprinted), data={"fd": unprinted})
             Kiosk.objects.filter(pk=kiosk.pk).update(register_ready=True, register_problem="")
     except (FiscalError, DeviceBusy) as exc:
         return f"not yet: {exc}"

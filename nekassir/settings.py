@@ -215,6 +215,9 @@ SALE_LOCK_WAIT = env_float("SALE_LOCK_WAIT", 30.0, minimum=0)
 CHECKOUT_RETRY_BASE = env_float("CHECKOUT_RETRY_BASE", 2.0, minimum=0.1)
 CHECKOUT_RETRY_MAX = env_float("CHECKOUT_RETRY_MAX", 60.0, minimum=1)
 CHECKOUT_STALE_AFTER = env_float("CHECKOUT_STALE_AFTER", 120.0, minimum=1)
+# The guest's window: a card payment is asked for only this many seconds after the order's POST (the guest
+# may have walked away after that); a later order is annulled, never charged (DESIGN.md invariants).
+CHECKOUT_GUEST_WINDOW = env_float("CHECKOUT_GUEST_WINDOW", 180.0, minimum=10)
 # After this many deferrals (a device that does not answer) the order shows "needs attention".
 CHECKOUT_ATTENTION_AFTER = env_int("CHECKOUT_ATTENTION_AFTER", 5, minimum=1)
 # iiko: attempts (each with its own iiko order id) and the pauses between them, then not_delivered.

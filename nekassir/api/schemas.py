@@ -259,6 +259,9 @@ class OrderStatusOut(BaseModel):
     total: str = Field(examples=["189.00"])
     created_at: str = Field(description="ISO 8601 с часовым поясом.")
     receipt: ReceiptOut | None
+    receipt_not_printed: bool = Field(
+        description="Чек записан в ФН, но не напечатан (нет бумаги): покажите его гостю на экране по полям "
+                    "receipt (ФД, ФПД, QR-строка ФНС); бумажную копию ККТ допечатает, когда бумагу заменят.")
     card: CardOut | None
     iiko: IikoOut | None
     error: OrderErrorOut | None

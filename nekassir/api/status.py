@@ -25,6 +25,14 @@ def _receipt(order: Order) -> dict[str, Any] | None:
     }
 
 
+def _not_printed(order: Order) -> bool:
+    """The sell receipt is in the FN but its paper copy is not printed (no paper): the kiosk shows it on
+    screen (its fiscal attributes and FNS QR string are in ``receipt``); ``continuePrint`` prints it later."""
+    op = order.sell_operation
+    document = getattr(op, "document", None) if op is not None else None
+    return bool(document is not None and not document.printed)
+
+
 def _card(order: Order) -> dict[str, Any] | None:
     """``{masked_pan, rrn}`` of the approved card sale, once there is one."""
     sale = order.card_sale
@@ -58,6 +66,7 @@ def order_status_json(order: Order) -> dict[str, Any]:
         "total": f"{order.total:.2f}",
         "created_at": timezone.localtime(order.created_at).isoformat(),
         "receipt": _receipt(order),
+        "receipt_not_printed": _not_printed(order),
         "card": _card(order),
         "iiko": _iiko(order),
         "error": _error(order),

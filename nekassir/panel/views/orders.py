@@ -1,4 +1,5 @@
-"""The order page and its actions: refund (by lines), resend to iiko, copies of the receipt and the slip."""
+"""The order page and its actions: refund (by lines), resend to iiko, copies of the receipt and the slip,
+and the manual resolution of an unknown card operation («деньги списаны» / «не списаны»)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from django.db.models import F, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from fiscal.models import FiscalDocument, Shift
+from nekassir.card_resolution import RESOLVABLE_KINDS
 from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order
 from nekassir.panel import jobs
@@ -54,7 +57,9 @@ def order_context(scope: Scope, order: Order) -> dict:
     card_ops = []
     if order.card_sale_id:
         card_ops = list(CardOperation.objects.filter(Q(pk=order.card_sale_id) | Q(original_id=order.card_sale_id))
-                        .order_by("id"))
+                        .select_related("resolved_by").order_by("id"))
+    for op in card_ops:  # an unknown money operation blocks the terminal until someone resolves it
+        op.resolvable = op.state == CardOperation.State.UNKNOWN and op.kind in RESOLVABLE_KINDS
     return {
         "order": order,
         "lines": lines,
@@ -65,7 +70,9 @@ def order_context(scope: Scope, order: Order) -> dict:
         "refunds_active": any(r.state in IN_FLIGHT for r in refunds),
         "can_refund": scope.can(REFUND) and any(v > 0 for v in remaining.values()),
         "can_print": scope.can(PRINT_COPY),
-        "can_resend": scope.can(RESEND) and order.status == Order.Status.NOT_DELIVERED,
+        # Resolved by a named manager only (``resolved_by``): not from a kiosk's PIN screen.
+        "can_resolve": scope.can(REFUND) and not scope.embed,
+        "can_resend": scope.can(RESEND) and _resendable(order),
         "after": _last_refund_id(order),
         "issues": order_issues(facts_of(order)),
         "timeline": scope.events().filter(object_ref=f"order:{order.pk}").exclude(
@@ -146,11 +153,68 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
 
 
 @require_POST
+def card_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    """«Деньги списаны»: the unknown operation is approved on the RRN and authorization code the manager read
+    from the slip or the terminal's report (no device call: done in the request), then the order goes on."""
+    from nekassir.card_resolution import ResolutionError, resolve_charged
+
+    scope.require(REFUND)
+    current = _order(scope, order_id)
+    try:
+        resolve_charged(current, request.POST.get("operation", ""), rrn=request.POST.get("rrn", ""),
+                        auth_code=request.POST.get("auth_code", ""), note=request.POST.get("note", ""),
+                        user=scope.audit_user)
+    except ResolutionError as exc:
+        return _resolve_error(request, scope, order_id, str(exc))
+    return HttpResponseRedirect(scope.url("order", current.pk) + "#card")
+
+
+@require_POST
+def card_not_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+    """«Деньги не списаны»: needs a terminal report taken now, a device call, so a device job does it; what
+    can be checked without the terminal is checked here, and nothing starts on bad input."""
+    from nekassir.card_resolution import ResolutionError, clean_note, unknown_operation
+
+    scope.require(REFUND)
+    current = _order(scope, order_id)
+    try:
+        note = clean_note(request.POST.get("note", ""))
+        op = unknown_operation(current, request.POST.get("operation", ""))
+    except ResolutionError as exc:
+        return _resolve_error(request, scope, order_id, str(exc))
+    start = jobs.start_job(scope, "card_not_charged", current.kiosk, object_ref=f"order:{current.pk}",
+                           data={"card_operation_id": op.pk, "note": note},
+                           message=f"{current.number}: вручную — деньги не списаны; отчёт терминала. Причина: {note}")
+    return job_answer(request, scope, start, back=scope.url("order", current.pk))
+
+
+def _resolve_error(request: HttpRequest, scope: Scope, order_id, error: str) -> HttpResponse:
+    if getattr(request, "htmx", False):  # the form's answer goes above the page's jobs
+        return HttpResponse(format_html('<p class="flash error" role="alert" data-testid="resolve-error">{}</p>',
+                                        error))
+    return page(request, scope, "panel/order.html", {
+        **order_context(scope, _order(scope, order_id)), "resolve_error": error, "posted": request.POST,
+    })
+
+
+# A paid order iiko never got, or one paid after the guest's window (``paid_after_guest_left``): a manager
+# sends it to the kitchen (or refunds it).
+RESENDABLE = Q(status=Order.Status.NOT_DELIVERED) | Q(status=Order.Status.NEEDS_ATTENTION,
+                                                     error_code="paid_after_guest_left", step=Order.Step.DONE)
+
+
+def _resendable(order: Order) -> bool:
+    return order.status == Order.Status.NOT_DELIVERED or (
+        order.status == Order.Status.NEEDS_ATTENTION and order.error_code == "paid_after_guest_left"
+        and order.step == Order.Step.DONE)
+
+
+@require_POST
 def resend(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """Send a paid order that iiko never got once more (only from not_delivered: compare-and-set)."""
     scope.require(RESEND)
     current = _order(scope, order_id)
-    moved = Order.objects.filter(pk=current.pk, status=Order.Status.NOT_DELIVERED).update(
+    moved = Order.objects.filter(RESENDABLE, pk=current.pk).update(
         step=Order.Step.IIKO, status=Order.Status.SENDING_TO_IIKO, error_code="", error_message="",
         iiko_round=F("iiko_round") + 1, updated_at=timezone.now(),
     )
@@ -158,7 +222,7 @@ def resend(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     if not moved:
         return page(request, scope, "panel/order.html", {
             **order_context(scope, _order(scope, order_id)),
-            "action_error": "Заказ уже не в состоянии «не передан в iiko»: повторная отправка не нужна.",
+            "action_error": "Заказ уже не ждёт передачи в iiko: повторная отправка не нужна.",
         })
     start = jobs.start_job(scope, "resend", current.kiosk, object_ref=f"order:{current.pk}",
                            message=f"{current.number}: повторная передача в iiko")
