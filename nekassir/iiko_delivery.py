@@ -6,10 +6,28 @@ asked first: if iiko has it and it is not in error, the order was delivered and 
 After a creation error (typically "Creation timeout expired": iikoFront did not pick it up) the next
 attempt uses a new id. When every attempt failed the order is ``not_delivered``: paid and fiscalized,
 staff must see it at once (the panel shows it and can resend).
+
+No twin orders (issue 11 item 8). A new id is used only once iiko has said that the previous one is
+not an order: it answered ``creationStatus: Error`` (at once or through ``by_id``), or refused the
+first send outright (4xx: nothing was done). ``by_id`` not showing an id proves nothing, since a busy
+iiko shows a new order only later. So an attempt whose answer was lost (no correlationId came back: a
+timeout, a dropped connection, a 5xx, a worker killed during the call) and that ``by_id`` does not
+show is sent again with the **same** id and the same request: if the first send arrived, iiko refuses
+the second as a duplicate ("it arrived": we follow it with ``by_id``); if not, the second creates it.
+Each attempt is sent at most ``IIKO_MAX_ATTEMPTS`` times per run; every answer (the duplicate refusal
+too) is kept in the attempt's ``responses``.
+
+An order that iiko has (a correlationId or a duplicate refusal came back) but does not show within our
+patience (``IIKO_CREATE_WAIT``) stays in doubt: the attempt says so in its error text, the order is
+deferred and followed again by recovery with backoff, and after ``CHECKOUT_ATTENTION_AFTER`` deferrals
+it is ``needs_attention`` (still followed). It is never ``not_delivered`` and never re-sent under a new
+id: the kitchen has it, and a second id would make a second order. Once iiko shows it, the order
+completes by itself; a support engineer who sees it waiting can look the id up in iikoOffice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,13 +41,22 @@ from django.utils import timezone
 
 from nekassir import wirejson
 from nekassir.events import record_event
-from nekassir.iiko_client import IikoClient, IikoError, build_order
+from nekassir.iiko_client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import IikoAttempt, IikoConnection, Kiosk, Order
 
 log = logging.getLogger(__name__)
 Attempt = IikoAttempt.State
 IN_DOUBT = (Attempt.PENDING, Attempt.SENT, Attempt.UNKNOWN)
+# What one send of ``order/create`` told us (``_send``).
+ACCEPTED = "accepted"  # answered with a correlationId: iiko is creating it
+FAILED = "failed"  # not an order: creationStatus Error, or the first send refused before anything was done
+ARRIVED = "arrived"  # a resend refused as a duplicate: the first send did reach iiko
+LOST = "lost"  # no answer (timeout, dropped connection, 5xx): it may or may not have arrived
+REFUSED = "refused"  # a resend refused (or not sent) for another reason: the first send stays in doubt
+ABSENT = "absent"  # by_id does not show the id: not proof that it is not in iiko
+INVISIBLE = ("iiko получил заказ, но пока не показывает его: ждём и проверяем снова; под новым id "
+             "не отправляем, иначе на кухне будет два заказа")
 
 
 class IikoNotConfigured(Exception):
@@ -102,66 +129,152 @@ def _deliver(order: Order) -> str:
     except IikoNotConfigured as exc:
         return _not_delivered(order, str(exc))
     if order.iiko_attempts.exists():  # an order just paid has none: nothing to follow up (one query, not three)
-        for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT):
-            _follow(client, order, attempt)  # iiko may still be creating it: wait (bounded) for its answer
+        for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT).order_by("id"):
+            _settle(client, order, attempt, sends=0)  # iiko may still be creating it, or never got it
         if order.iiko_attempts.filter(state=Attempt.SUCCESS).exists():
             return _completed(order)
-        if order.iiko_attempts.filter(state__in=IN_DOUBT).exists():
+        doubt = order.iiko_attempts.filter(state__in=IN_DOUBT).order_by("-id").first()
+        if doubt is not None:
             # iiko cannot tell yet whether an earlier attempt exists: a new one could make a twin.
-            return _defer(order)
+            return _defer(order, doubt)
     this_round = order.iiko_attempts.filter(round=order.iiko_round)  # a resend from the panel starts anew
     while (done := this_round.count()) < settings.IIKO_MAX_ATTEMPTS:
         if done:
-            delays = settings.IIKO_RETRY_DELAYS or [0.0]
-            time.sleep(delays[min(done - 1, len(delays) - 1)])
-        outcome = _attempt(client, order)
+            _pause(done)
+        attempt = _new_attempt(order)
+        outcome = _attempt(client, order, attempt)
         if outcome is True:
             return _completed(order)
         if outcome is None:
-            return _defer(order)
+            return _defer(order, attempt)
     last = order.iiko_attempts.order_by("-id").first()
     return _not_delivered(order, last.error_message if last else "")
 
 
-def _attempt(client: IikoClient, order: Order) -> bool | None:
-    """One attempt with its own id: True delivered, False not created, None in doubt."""
+def _pause(done: int) -> None:
+    delays = settings.IIKO_RETRY_DELAYS or [0.0]
+    time.sleep(delays[min(done - 1, len(delays) - 1)])
+
+
+def _new_attempt(order: Order) -> IikoAttempt:
+    """A new attempt with its own id and request, saved (and marked sent) before any call."""
     kiosk = order.kiosk
     iiko_id = str(uuid.uuid4())
-    body = order_body(order, iiko_id)
     with transaction.atomic():  # one commit (each is a disk flush): saved, then marked sent, before the call
         attempt = IikoAttempt.objects.create(
-            order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery, request=body,
-            round=order.iiko_round,
-        )  # saved before the call, with its own id
+            order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery,
+            request=order_body(order, iiko_id), round=order.iiko_round,
+        )
         _record(attempt, Attempt.SENT)
-    try:
-        create = client.create_delivery if kiosk.iiko_send_as_delivery else client.create_order
-        result = create(str(kiosk.iiko_organization_id), str(kiosk.iiko_terminal_group_id), body)
-    except IikoError as exc:
-        if not exc.outcome_unknown:
-            _record(attempt, Attempt.ERROR, error=str(exc))
+    return attempt
+
+
+def _attempt(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | None:
+    """The first send of a new attempt: True delivered, False not created, None in doubt."""
+    if _send(client, order, attempt, again=False) == FAILED:
+        return False
+    return _settle(client, order, attempt, sends=1)
+
+
+def _settle(client: IikoClient, order: Order, attempt: IikoAttempt, sends: int) -> bool | None:
+    """Follow an attempt until iiko says what it is; an id iiko does not show and whose answer was lost
+    is sent again, same id, at most ``IIKO_MAX_ATTEMPTS`` sends in this run (``sends`` done already).
+
+    True delivered, False confirmed not created (a new id may follow), None still in doubt.
+    """
+    while True:
+        outcome = _follow(client, order, attempt)
+        if outcome is not ABSENT:
+            return outcome
+        if _arrived(attempt):  # iiko has it but does not show it yet: wait, never a new id
+            _record(attempt, Attempt.UNKNOWN, error=INVISIBLE)
+            return None
+        if sends >= settings.IIKO_MAX_ATTEMPTS:
+            return None  # every answer lost: followed again later, same id
+        if sends:
+            _pause(sends)
+        sends += 1
+        sent = _send(client, order, attempt, again=True)
+        if sent == FAILED:
             return False
-        _record(attempt, Attempt.UNKNOWN, error=str(exc))
-        return _check(client, order, attempt)
+        if sent == REFUSED:
+            return None
+
+
+def _send(client: IikoClient, order: Order, attempt: IikoAttempt, *, again: bool) -> str:
+    """One ``order/create`` (or ``deliveries/create``) of the attempt's saved request, its own id.
+
+    ``again``: a resend after a lost answer, so a refusal other than "duplicate" says nothing about
+    the first send and leaves the attempt in doubt.
+    """
+    kiosk = order.kiosk
+    create = client.create_delivery if attempt.as_delivery else client.create_order
+    try:
+        result = create(str(kiosk.iiko_organization_id), str(kiosk.iiko_terminal_group_id), attempt.request)
+    except IikoError as exc:
+        return _send_failed(attempt, exc, again)
     _record(attempt, Attempt.SENT, answer=result.raw, correlation_id=result.correlation_id)
     if result.creation_status == "Error":
         _record(attempt, Attempt.ERROR, error=_error_text(result.error_info))
-        return False
-    return _follow(client, order, attempt)
+        return FAILED
+    return ACCEPTED
 
 
-def _follow(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | None:
-    """Wait (bounded) for iiko to finish creating the order: it answers InProgress first."""
+def _send_failed(attempt: IikoAttempt, exc: IikoError, again: bool) -> str:
+    answer = _error_answer(exc)
+    if isinstance(exc, IikoHTTPError) and exc.duplicate_order:
+        log.warning("iiko attempt %s: a resend was refused as a duplicate, so it arrived", attempt.iiko_order_id)
+        _record(attempt, Attempt.UNKNOWN, answer=answer, error=INVISIBLE)
+        return ARRIVED
+    if exc.outcome_unknown:
+        _record(attempt, Attempt.UNKNOWN, answer=answer, error=str(exc))
+        return LOST
+    if again:
+        _record(attempt, Attempt.UNKNOWN, answer=answer, error=str(exc))
+        return REFUSED
+    _record(attempt, Attempt.ERROR, answer=answer, error=str(exc))
+    return FAILED
+
+
+def _error_answer(exc: IikoError) -> dict[str, Any] | None:
+    """iiko's error answer as it came (``{correlationId, errorDescription, error}``), to keep it."""
+    if not isinstance(exc, IikoHTTPError) or not exc.body:
+        return None
+    try:
+        body = json.loads(exc.body)
+    except ValueError:
+        return {"httpStatus": exc.status, "text": exc.body[:2000]}
+    return body if isinstance(body, dict) else {"httpStatus": exc.status, "text": exc.body[:2000]}
+
+
+def _arrived(attempt: IikoAttempt) -> bool:
+    """iiko got this id: it answered the create with a correlationId, or refused a resend as a duplicate."""
+    return bool(attempt.correlation_id) or any(
+        isinstance(r, dict) and is_duplicate_refusal(r.get("error"), r.get("errorDescription"))
+        for r in attempt.responses
+    )
+
+
+def _follow(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | str | None:
+    """Wait (bounded) for iiko to finish creating the order: it answers InProgress first.
+
+    ABSENT at once for an id iiko never acknowledged (the caller sends it again); for one it did,
+    ABSENT only once our patience ran out.
+    """
     deadline = time.monotonic() + settings.IIKO_CREATE_WAIT
     while True:
         outcome = _check(client, order, attempt)
-        if outcome is not None or time.monotonic() >= deadline:
+        if outcome is True or outcome is False:
+            return outcome
+        if outcome is ABSENT and not _arrived(attempt):
+            return ABSENT
+        if time.monotonic() >= deadline:
             return outcome
         time.sleep(settings.IIKO_POLL_INTERVAL)
 
 
-def _check(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | None:
-    """``by_id`` for one attempt: True delivered, False not created, None still in doubt."""
+def _check(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | str | None:
+    """``by_id`` for one attempt: True delivered, False not created, ABSENT not shown, None still in doubt."""
     kiosk = order.kiosk
     try:
         if attempt.as_delivery:
@@ -174,9 +287,8 @@ def _check(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | Non
         return None
     info = next((o for o in found if o.id == attempt.iiko_order_id), None)
     if info is None:
-        # iiko has no order with this id: it was never created (or never sent).
-        _record(attempt, Attempt.ERROR, error=attempt.error_message or "iiko не знает заказ с этим id")
-        return False
+        # Not shown: never sent, lost on the way, or not shown yet by a busy iiko. Not "not created".
+        return ABSENT
     if info.creation_status == "Success":
         _record(attempt, Attempt.SUCCESS, answer=info.raw, number=str(info.number or ""), iiko_status=info.status)
         return True
@@ -228,10 +340,11 @@ def _completed(order: Order) -> str:
     return order.status
 
 
-def _defer(order: Order) -> str:
+def _defer(order: Order, attempt: IikoAttempt | None = None) -> str:
     from nekassir.checkout import defer
 
-    defer(order, "iiko: исход попытки ещё неизвестен")
+    invisible = attempt is not None and attempt.error_message == INVISIBLE
+    defer(order, f"iiko: {INVISIBLE if invisible else 'исход попытки ещё неизвестен'}")
     return order.status
 
 
