@@ -168,6 +168,10 @@ def _card(order: Order) -> bool:
     try:
         with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
             op = order.card_sale
+            if op is None and guest_window_closed(order):
+                # Checked again under the terminal's lock: waiting for it, or resolving what an earlier
+                # process left on the terminal, may have taken the rest of the guest's window.
+                return _guest_left(order)
             if op is None:
                 with transaction.atomic():  # one commit: the operation (our op id) and the order's link to it
                     op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
