@@ -27,7 +27,7 @@ from fiscal.register import FiscalError, register_lock_key, register_session
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, sale_lock_key
 from nekassir.models import DeviceLock, Event, Kiosk, Order
-from nekassir.panel.access import CHANGE_KIOSK, MANAGE_SHIFT, PRINT_COPY, RESEND, XREPORT, Scope
+from nekassir.panel.access import CHANGE_KIOSK, MANAGE_SHIFT, PRINT_COPY, REFUND, RESEND, XREPORT, Scope
 from payments.models import CardOperation
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,12 @@ def _print_slip(start: Event) -> tuple[bool, str, dict[str, Any]]:
     return True, "Копия слипа напечатана", {"card_operation": op.op_id}
 
 
+def _card_not_charged(start: Event) -> tuple[bool, str, dict[str, Any]]:
+    from nekassir.card_resolution import not_charged_job
+
+    return not_charged_job(start)
+
+
 KINDS: dict[str, JobKind] = {
     "shift_open": JobKind("Открытие смены", MANAGE_SHIFT, _open),
     "shift_close": JobKind("Закрытие смены", MANAGE_SHIFT, _close),
@@ -166,6 +172,7 @@ KINDS: dict[str, JobKind] = {
     "resend": JobKind("Повторная передача в iiko", RESEND, _resend),
     "print_receipt": JobKind("Копия чека", PRINT_COPY, _print_receipt),
     "print_slip": JobKind("Копия слипа", PRINT_COPY, _print_slip),
+    "card_not_charged": JobKind("Ручное разрешение: деньги не списаны", REFUND, _card_not_charged),
 }
 
 
@@ -291,7 +298,7 @@ def job_state(start: Event) -> JobState:
 
 
 KIOSK_KINDS = ("shift_open", "shift_close", "xreport", "settle", "check")
-ORDER_KINDS = ("resend", "print_receipt", "print_slip")
+ORDER_KINDS = ("resend", "print_receipt", "print_slip", "card_not_charged")
 
 
 def running_jobs(kinds: tuple[str, ...], **where: Any) -> dict[int, list[Event]]:

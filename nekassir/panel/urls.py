@@ -38,6 +38,9 @@ urlpatterns = [
     # Managers only: the venue's problems (a fragment of the venue page), and the admin's «Проверить связь».
     path("alerts/", manager_view(alerts.alerts), name="alerts"),
     path("kiosks/<str:code>/connection/", manager_view(connection.connection), name="connection"),
+    # A named manager resolves an unknown card operation by hand (resolved_by): not from a kiosk's PIN screen.
+    path("orders/<uuid:order_id>/card/charged/", manager_view(orders.card_charged), name="card_charged"),
+    path("orders/<uuid:order_id>/card/not-charged/", manager_view(orders.card_not_charged), name="card_not_charged"),
     path("kiosk/<str:code>/service/", embed.home, name="embed_home"),
     path("kiosk/<str:code>/service/lock/", embed.lock, name="embed_lock"),
 ]
