@@ -141,7 +141,7 @@ def test_resend_to_iiko_moves_a_not_delivered_order_once(client, manager_client,
     # Not from any other state: the compare-and-set finds nothing to move.
     Order.objects.filter(pk=order.pk).update(status=Order.Status.COMPLETED)
     again = manager_client.post(f"/orders/{order.pk}/resend/")
-    assert "уже не в состоянии" in again.content.decode()
+    assert "уже не ждёт передачи" in again.content.decode()
     assert Event.objects.filter(action="panel.resend").count() == 1
 
 
