@@ -16,6 +16,16 @@ Control API (besides the common ``/_emulator/faults``, ``/journal``, ``/reset``)
 * ``POST /_emulator/ofd`` ``{"online": bool, "device": optional}``: stop / resume sending documents to the OFD.
 * ``GET /_emulator/devices``: a summary of every register (FN number, last FD, shift, paper).
 * ``GET /_emulator/prints``: non-document printouts (nonFiscal slips, copies, reprints, continued prints).
+* ``POST /_emulator/registration`` ``{"device": "K1", "autoMode": bool, "machineNumber": "...",
+  "paymentsAddress": "...", "paymentsPlace": "..."}`` (each optional): how the register is registered, as
+  ``getRegistrationInfo`` reports it; answers the registration's ``device`` block. A new register is registered
+  for an automatic device (``autoMode``, machine number ``KIOSK-<deviceID>``), as a kiosk's register is.
+
+Receipts of a register registered in automatic mode must carry ``machineNumber`` (FFD tag 1036): one without it
+is refused with error 501 before anything is made. That is a modelling choice: whether a real register fills
+1036 from its registration when the task omits it is unconfirmed (PROTOCOLS.md §1), so the emulator takes the
+strict reading and every client must send it. The journal entry of each receipt carries ``machineNumber``,
+``paymentsAddress`` and ``paymentsPlace`` at top level as the task sent them (None when it did not).
 
 Plain Python, no Django.
 """
@@ -93,6 +103,8 @@ MEASUREMENT_UNITS = frozenset(
     }
 )
 MAX_NAME_LENGTH = 128  # FFD 1.2 tag 1030
+# Requisites of an automatic device in a receipt task (FFD tags 1036, 1009, 1187), top-level strings.
+REQUISITES = ("machineNumber", "paymentsAddress", "paymentsPlace")
 
 FINAL_STATUSES = frozenset({"ready", "error", "interrupted", "canceled"})
 FAILED_STATUSES = frozenset({"error", "interrupted"})
@@ -660,17 +672,36 @@ class Register:
             "warnings": {"dataForSendIsEmpty": not unsent},
         }
 
-    def registration_info(self) -> dict[str, Any]:
+    def registration(self) -> dict[str, Any]:
+        """Automatic mode and the requisites of an automatic device, as set by ``/_emulator/registration``."""
         device_id = self.data["id"]
+        defaults = {
+            "autoMode": True,
+            "machineNumber": f"KIOSK-{device_id}",
+            "paymentsAddress": "г. Москва, ул. Тверская, д. 1",
+            "paymentsPlace": f"Киоск самообслуживания {device_id}",
+        }
+        return {**defaults, **(self.data.get("registration") or {})}
+
+    def check_requisites(self, kind: str, body: dict[str, Any]) -> None:
+        """A receipt of a register registered for an automatic device needs its machine number (tag 1036)."""
+        for wire in REQUISITES:
+            if wire in body and not isinstance(body[wire], str):
+                raise invalid(wire, "ожидается строка")
+        if kind in RECEIPT_OPERATIONS and self.registration()["autoMode"] and not body.get("machineNumber"):
+            raise missing("machineNumber")
+
+    def registration_info(self) -> dict[str, Any]:
+        registration = self.registration()
         return {
             "device": {
-                "autoMode": True,
-                "machineInstallation": True,
-                "machineNumber": f"KIOSK-{device_id}",
+                "autoMode": registration["autoMode"],
+                "machineInstallation": registration["autoMode"],
+                "machineNumber": registration["machineNumber"],
                 "fnNumber": self.fn_number,
                 "registrationNumber": self.data["registrationNumber"],
-                "paymentsAddress": "г. Москва, ул. Тверская, д. 1",
-                "paymentsPlace": f"Киоск самообслуживания {device_id}",
+                "paymentsAddress": registration["paymentsAddress"],
+                "paymentsPlace": registration["paymentsPlace"],
                 "ffdVersion": "1.2",
                 "defaultTaxationType": "osn",
                 "offlineMode": False,
@@ -869,6 +900,7 @@ class AtolWebServerEmulator(EmulatorApp):
             register = self._check_current(device_id, task)
             try:
                 receipt = self._validate_fiscal(kind, body)
+                register.check_requisites(kind, body)
             except DriverError as exc:
                 self._finish(entry, error=(exc.code, exc.description))
                 self._save()
@@ -1015,6 +1047,8 @@ class AtolWebServerEmulator(EmulatorApp):
         }
         if "fiscalReceiptNumber" in document:
             entry["fiscalReceiptNumber"] = document["fiscalReceiptNumber"]
+        if document["type"] in RECEIPT_OPERATIONS or document["type"] in CORRECTION_OPERATIONS:
+            entry.update({wire: body.get(wire) for wire in REQUISITES})  # as sent, for the soak's invariant
         # A correction's basis, as sent (tags 1173, 1178, 1179).
         entry.update({key: body[key] for key in CORRECTION_BASIS if key in body})
         self._state["journal"].append(entry)
@@ -1292,7 +1326,22 @@ class AtolWebServerEmulator(EmulatorApp):
         if action == "prints" and request.method == "GET":
             with self._lock:
                 return json_response(list(self._state["prints"]))
+        if action == "registration" and request.method == "POST":
+            return self._control_registration(request.json())
         return None
+
+    def _control_registration(self, data: dict[str, Any]) -> Response:
+        """Register ``device`` anew: automatic mode or not, machine number, address and place of settlement."""
+        changes = {key: data[key] for key in ("autoMode", *REQUISITES) if key in data}
+        if "autoMode" in changes and not isinstance(changes["autoMode"], bool):
+            raise ValueError("autoMode must be true or false")
+        if any(not isinstance(changes[wire], str) for wire in REQUISITES if wire in changes):
+            raise ValueError("machineNumber, paymentsAddress, paymentsPlace must be strings")
+        with self._lock:
+            register = self._register(str(data.get("device") or "default"))
+            register.data["registration"] = {**(register.data.get("registration") or {}), **changes}
+            self._save()
+            return json_response(register.registration_info()["device"])
 
     def _control_clock(self, request: Request) -> Response:
         with self._lock:

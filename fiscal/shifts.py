@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from fiscal import register
+from fiscal import register, requisites
 from fiscal.models import FiscalOperation, Shift
 from fiscal.register import FiscalFailed, RegisterSession, register_session
 from nekassir.events import record_event
@@ -267,7 +267,17 @@ def x_report(kiosk: Kiosk, *, user=None) -> FiscalOperation:
 
 
 def ensure_open(session: RegisterSession) -> Shift:
-    """The shift is open when this returns. An expired shift is closed first (it blocks sales)."""
+    """The shift is open when this returns. An expired shift is closed first (it blocks sales).
+
+    Every receipt comes after this, so the requisites of an automatic device are made known here too: read
+    after the shift is open, when an openShift has told the FN the register is on (``fiscal.requisites``).
+    """
+    shift = _open_for_receipts(session)
+    requisites.ensure_read(session)
+    return shift
+
+
+def _open_for_receipts(session: RegisterSession) -> Shift:
     current = read_status(session)
     if current.state == "opened" and current.shift is not None:
         return current.shift

@@ -100,10 +100,18 @@ def _register(kiosk: Kiosk) -> DeviceLine:
         warnings = [FN_WARNINGS.get(k, k) for k, on in sorted((fn.get("warnings") or {}).items()) if on]
         if warnings:
             text += f" Внимание: {', '.join(warnings)}."
-        return DeviceLine("ККТ", OK, text)
+        return DeviceLine("ККТ", OK, text + _registration_warnings(report))
     # No error kind: the register answered and told its own trouble (paper, cover, FN, queue).
     advice = _REGISTER_ADVICE.get(report.get("error", ""), "Устраните это на ККТ и проверьте связь ещё раз.")
-    return DeviceLine("ККТ", BAD, " ".join(filter(None, [_sentence(report["problems"]), advice])))
+    text = " ".join(filter(None, [_sentence(report["problems"]), advice]))
+    return DeviceLine("ККТ", BAD, text + _registration_warnings(report))
+
+
+def _registration_warnings(report: dict) -> str:
+    """The register answers, but its registration does not fit the kiosk (``fiscal.checks``): said after the
+    state, since the receipts it prints would carry wrong requisites."""
+    warnings = report.get("warnings") or []
+    return f" Регистрация ККТ: {_sentence(warnings)}" if warnings else ""
 
 
 def _terminal(kiosk: Kiosk) -> DeviceLine:

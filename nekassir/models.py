@@ -73,6 +73,24 @@ class Kiosk(models.Model):
     register_ready = models.BooleanField("ККТ готова", default=True, editable=False)
     register_problem = models.CharField("проблема ККТ", max_length=255, blank=True, editable=False)
     fn_number = models.CharField("номер ФН (последний известный)", max_length=32, blank=True, editable=False)
+    # Requisites of an automatic device (FFD 1.2 tags 1036, 1009, 1187): every receipt carries them
+    # (``receipt_requisites``). Empty ones are read from the register's registration before the kiosk's first
+    # receipt, and all are read again after an FN change (``fiscal.requisites``).
+    machine_number = models.CharField(
+        "номер автомата (тег 1036)", max_length=20, blank=True,
+        help_text="Номер автоматического устройства для расчётов из регистрации ККТ. Пусто — прочитать из ККТ.",
+    )
+    payments_address = models.CharField(
+        "адрес расчётов (тег 1009)", max_length=256, blank=True,
+        help_text="Как в регистрации ККТ. Пусто — прочитать из ККТ перед первым чеком.",
+    )
+    payments_place = models.CharField(
+        "место расчётов (тег 1187)", max_length=256, blank=True,
+        help_text="Например «Фудкорт, киоск у входа». Пусто — прочитать из ККТ перед первым чеком.",
+    )
+    requisites_fn_number = models.CharField(
+        "ФН, по регистрации которого прочитаны реквизиты", max_length=32, blank=True, editable=False
+    )
 
     # --- card terminal ---------------------------------------------------------------------------
     terminal_transport = models.CharField(
@@ -148,6 +166,17 @@ class Kiosk(models.Model):
         from django.contrib.auth.hashers import check_password
 
         return bool(self.service_pin_hash) and check_password(pin, self.service_pin_hash)
+
+    # Kiosk field -> the receipt task's top-level field (PROTOCOLS.md §1, "Receipts of an automatic device").
+    REQUISITE_FIELDS = {"machine_number": "machineNumber", "payments_address": "paymentsAddress",
+                        "payments_place": "paymentsPlace"}
+
+    @property
+    def receipt_requisites(self) -> dict[str, str]:
+        """``machineNumber``, ``paymentsAddress``, ``paymentsPlace`` for a receipt task: those known (a register
+        registered for a cashier has no machine number, and an empty string is not a value to send)."""
+        values = {wire: getattr(self, name) for name, wire in self.REQUISITE_FIELDS.items()}
+        return {wire: value for wire, value in values.items() if value}
 
     @property
     def atol_operator(self) -> dict[str, str] | None:

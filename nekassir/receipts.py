@@ -2,7 +2,9 @@
 
 There is no "cancel receipt" on ATOL: a closed sell is annulled by a sellReturn with the same items,
 taxes and payment type (PROTOCOLS.md §1). Names are the order's ``receipt_name`` (fitted to FFD 1.2);
-priced modifiers are positions of their own. Money stays Decimal and goes out as exact literals.
+priced modifiers are positions of their own. Every receipt carries the kiosk's requisites of an
+automatic device (machine number, address and place of settlement; ``fiscal.requisites`` reads them from the
+register). Money stays Decimal and goes out as exact literals.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from fiscal import requisites
 from nekassir.models import Order, OrderLine, OrderModifier
 
 _QUANTITY_PLACES = Decimal("0.000001")  # FFD 1.2 allows six decimals of quantity
@@ -60,10 +63,13 @@ def _position(name: str, price: Decimal, quantity: Decimal, amount: Decimal, vat
 
 
 def receipt_task(order: Order, kind: str, items: list[dict[str, Any]], total: Decimal) -> dict[str, Any]:
+    """The one place a receipt task is built (sell, annulment, refund): taxation, requisites of an automatic
+    device, positions, payment."""
     kiosk = order.kiosk
     task: dict[str, Any] = {
         "type": kind,
         "taxationType": kiosk.taxation_type,
+        **requisites.receipt_fields(kiosk),
         "items": items,
         "payments": [{"type": "electronically", "sum": total}],
         "total": total,

@@ -41,6 +41,7 @@ def sell_task(amount: str = "189.00") -> dict:
     return {
         "type": "sell",
         "taxationType": "osn",
+        "machineNumber": "KIOSK-1",  # the emulated registers are registered for an automatic device
         "items": [{
             "type": "position", "name": "Капучино", "price": value, "quantity": 1, "amount": value,
             "tax": {"type": "vat22"}, "paymentMethod": "fullPayment", "paymentObject": "commodity",

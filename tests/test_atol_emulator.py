@@ -30,6 +30,7 @@ def sell(*items: dict, paid: float | None = None, kind: str = "sell", payment: s
     total = round(sum(item["amount"] for item in items), 2)
     return {
         "type": kind, "taxationType": "osn", "operator": {"name": "Киоск 1"},
+        "machineNumber": "KIOSK-1",  # the emulated registers are registered for an automatic device
         "items": list(items), "payments": [{"type": payment, "sum": total if paid is None else paid}],
         "total": total,
     }
