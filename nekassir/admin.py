@@ -24,6 +24,9 @@ class KioskForm(SecretFieldsForm):
         return pin
 
     def save(self, commit: bool = True) -> Kiosk:
+        if any(name in self.changed_data and not self.cleaned_data.get(name) for name in Kiosk.REQUISITE_FIELDS):
+            # A requisite cleared by hand is read again from the register's registration before the next receipt.
+            self.instance.requisites_fn_number = ""
         kiosk = super().save(commit=commit)
         if self.cleaned_data.get("service_pin"):
             from django.contrib.auth.hashers import make_password
@@ -42,7 +45,7 @@ class KioskAdmin(admin.ModelAdmin):
     list_filter = ("active", "has_register", "terminal_transport")
     search_fields = ("code", "name")
     readonly_fields = ("fn_number", "register_ready", "register_problem", "terminal_ready", "terminal_problem",
-                       "registration_info")
+                       "registration_info", "requisites_fn_number")
 
 
 @admin.register(DeviceLock)

@@ -178,3 +178,22 @@ def test_connection_check_warns_in_russian(support, venue):
     outcome, html = check(support, venue.kiosks["K2"])
     register = outcome.data["devices"][0]
     assert "Номер автомата в регистрации ККТ «KIOSK-K2» не совпадает с настройкой киоска «M-2»" in register["text"]
+
+
+# --- the admin ----------------------------------------------------------------------------------------------
+
+
+def test_the_requisites_are_edited_in_the_admin_and_a_cleared_one_is_read_again(admin_client, venue):
+    from tests.test_admin_secrets import form_data
+
+    kiosk = Kiosk.objects.get(code="K1")
+    Kiosk.objects.filter(pk=kiosk.pk).update(fn_number="1", requisites_fn_number="1", machine_number="A-1")
+    page = admin_client.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/").content.decode()
+    assert "Номер автомата (тег 1036)" in page and "Место расчётов (тег 1187)" in page
+    changed = form_data(kiosk, machine_number="A-2", payments_address="г. Казань", payments_place="Зал")
+    assert admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", changed).status_code == 302
+    assert kiosk_requisites() == {"machineNumber": "A-2", "paymentsAddress": "г. Казань", "paymentsPlace": "Зал"}
+    assert Kiosk.objects.get(pk=kiosk.pk).requisites_fn_number == "1"  # nothing emptied: nothing to read again
+    cleared = form_data(kiosk, machine_number="", payments_address="г. Казань", payments_place="Зал")
+    assert admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", cleared).status_code == 302
+    assert Kiosk.objects.get(pk=kiosk.pk).requisites_fn_number == ""  # the next receipt reads the registration
