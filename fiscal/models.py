@@ -175,3 +175,44 @@ class FiscalDocument(models.Model):
         return (f"t={when}&s={self.total:.2f}&fn={self.fn_number}&i={self.fd_number}"
                 f"&fp={self.fpd}&n={self._QR_OPERATION[self.doc_type]}")
 
+
+
+class Correction(models.Model):
+    """A correction receipt a manager made to fix a reconciliation gap (DESIGN.md: never by editing history).
+
+    ``shift`` is the shift whose gap it fixes: the reconciliation counts it there, while the receipt itself
+    lies in the shift the register was in when it was made (often a later one). Saved with its journal row
+    (``operation``, and so its uuid) before the task is sent; who and why stay with it.
+    """
+
+    class Kind(models.TextChoices):
+        SELL = "sellCorrection", "чек коррекции прихода"
+        SELL_RETURN = "sellReturnCorrection", "чек коррекции возврата прихода"
+
+    class Basis(models.TextChoices):
+        SELF = "self", "самостоятельно"
+        INSTRUCTION = "instruction", "по предписанию налогового органа"
+
+    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="corrections")
+    shift = models.ForeignKey(Shift, on_delete=models.PROTECT, related_name="corrections",
+                              verbose_name="смена, которую исправляет")
+    operation = models.OneToOneField(FiscalOperation, on_delete=models.PROTECT, related_name="correction")
+    job = models.OneToOneField("nekassir.Event", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="correction", help_text="действие в панели, которым он запрошен")
+    kind = models.CharField("вид", max_length=32, choices=Kind.choices)
+    basis = models.CharField("основание", max_length=16, choices=Basis.choices)
+    settlement_date = models.DateField("дата корректируемого расчёта")
+    instruction_number = models.CharField("номер предписания", max_length=64, blank=True)
+    total = models.DecimalField("сумма", max_digits=12, decimal_places=2)
+    reason = models.TextField("почему")
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="fiscal_corrections", verbose_name="кто")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "чек коррекции"
+        verbose_name_plural = "чеки коррекции"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.total} ₽ (смена {self.shift.number})"

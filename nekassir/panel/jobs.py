@@ -162,6 +162,20 @@ def _card_not_charged(start: Event) -> tuple[bool, str, dict[str, Any]]:
     return not_charged_job(start)
 
 
+def _correction(start: Event) -> tuple[bool, str, dict[str, Any]]:
+    """A correction receipt for a shift's reconciliation gap; the form was checked before the job started."""
+    from fiscal.corrections import CorrectionRequest, make_correction
+    from fiscal.models import Shift
+
+    shift = Shift.objects.select_related("kiosk").get(pk=start.data["shift_id"])
+    correction = make_correction(shift, CorrectionRequest.from_data(start.data["correction"]), user=start.user,
+                                 job=start)
+    document = correction.operation.document
+    message = (f"{correction.get_kind_display().capitalize()} на {correction.total} ₽ пробит: "
+               f"ФД {document.fd_number}, ФПД {document.fpd}")
+    return True, message, {"shift_id": shift.pk, "correction_id": correction.pk, "fd": document.fd_number}
+
+
 KINDS: dict[str, JobKind] = {
     "shift_open": JobKind("Открытие смены", MANAGE_SHIFT, _open),
     "shift_close": JobKind("Закрытие смены", MANAGE_SHIFT, _close),
@@ -172,6 +186,7 @@ KINDS: dict[str, JobKind] = {
     "resend": JobKind("Повторная передача в iiko", RESEND, _resend),
     "print_receipt": JobKind("Копия чека", PRINT_COPY, _print_receipt),
     "print_slip": JobKind("Копия слипа", PRINT_COPY, _print_slip),
+    "correction": JobKind("Чек коррекции", MANAGE_SHIFT, _correction),
     "card_not_charged": JobKind("Ручное разрешение: деньги не списаны", REFUND, _card_not_charged),
 }
 
@@ -261,6 +276,7 @@ TASK_LABELS = {
     "getDeviceStatus": "состояние ККТ", "getRegistrationInfo": "регистрационные данные",
     "ofdExchangeStatus": "обмен с ОФД", "sell": "чек прихода", "sellReturn": "чек возврата прихода",
     "printFnDocument": "печать копии документа", "nonFiscal": "печать слипа", "continuePrint": "допечатка",
+    "sellCorrection": "чек коррекции прихода", "sellReturnCorrection": "чек коррекции возврата прихода",
 }
 _OP_CSS = {"done": "ok", "approved": "ok", "failed": "bad", "declined": "bad", "unknown": "warn"}
 

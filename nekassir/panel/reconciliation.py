@@ -2,7 +2,10 @@
 
 For every shift: the register's own totals (its counters read at closing) = our fiscal documents of
 the shift (sells − returns) = the card operations made during the shift (approved sales − cancels −
-refunds). Each order in a final state must also be consistent on its own. The functions on plain
+refunds). A gap found after the fact is fixed with a correction receipt (``fiscal.corrections``): it counts
+on the fiscal side of the shift it fixes (a sellCorrection like a sell, a sellReturnCorrection like a
+return), whichever shift the register was in when it was made. Each order in a final state must also be
+consistent on its own. The functions on plain
 values are pure; ``reconcile_shift`` is the one query helper (a fixed number of queries): totals are
 SQL aggregates, and each order is checked from one plain row (``shift_order_facts``), not loaded whole.
 """
@@ -59,6 +62,25 @@ def document_totals(rows: Iterable[tuple[str, Any, int]]) -> Totals:
     return Totals(sells, returns, sells_count, returns_count)
 
 
+def correction_totals(rows: Iterable[tuple[str, Any, int]]) -> Totals:
+    """From (doc_type, sum of totals, count) rows of correction receipts: corrections of sells, of returns."""
+    sums = {doc_type: (money(total), count) for doc_type, total, count in rows}
+    sells, sells_count = sums.get("sellCorrection", (ZERO, 0))
+    returns, returns_count = sums.get("sellReturnCorrection", (ZERO, 0))
+    return Totals(sells, returns, sells_count, returns_count)
+
+
+def register_corrections(raw: dict[str, Any] | None) -> Totals | None:
+    """The register's own counters of the correction receipts it made in the shift, when it reports them."""
+    counters = ((raw or {}).get("shift_totals") or {}).get("shiftTotals") or {}
+    corrections = counters.get("corrections")
+    if not corrections:
+        return None
+    return correction_totals((kind, (corrections.get(kind) or {}).get("sum"),
+                              int((corrections.get(kind) or {}).get("count") or 0))
+                             for kind in ("sellCorrection", "sellReturnCorrection"))
+
+
 def card_totals(rows: Iterable[tuple[str, int, int]]) -> Totals:
     """From (kind, sum of kopecks, count) rows of the shift's approved card operations."""
     kopecks = {kind: (int(total or 0), count) for kind, total, count in rows}
@@ -69,21 +91,34 @@ def card_totals(rows: Iterable[tuple[str, int, int]]) -> Totals:
                   sales_count, cancels_count + refunds_count)
 
 
-def total_gaps(register: Totals | None, documents: Totals, card: Totals, split: Decimal = ZERO) -> list[str]:
+def total_gaps(register: Totals | None, documents: Totals, card: Totals, split: Decimal = ZERO,
+               corrections: Totals | None = None) -> list[str]:
     """``split``: the net of this shift's documents whose annulment pair lies across two shifts (see
-    ``split_annulments``): documents without money here that the other shift's document cancels."""
+    ``split_annulments``): documents without money here that the other shift's document cancels.
+    ``corrections``: the correction receipts made for this shift (``correction_totals``), fiscal money too."""
     gaps = []
     if register is not None:
         if register.sells != documents.sells:
             gaps.append(f"Приход: ККТ {register.sells} ₽, наши чеки {documents.sells} ₽")
         if register.returns != documents.returns:
             gaps.append(f"Возвраты прихода: ККТ {register.returns} ₽, наши чеки {documents.returns} ₽")
-    if documents.net - split != card.net:
+    corrected = corrections.net if corrections is not None else ZERO
+    fiscal = documents.net - split + corrected
+    if fiscal != card.net:
         explained = f" (из них аннулирование в другой смене: {split} ₽)" if split else ""
-        gaps.append(f"Чеки (приход − возвраты) {documents.net} ₽ ≠ операции по картам "
-                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {documents.net - split - card.net} ₽"
+        with_corrections = f", с чеками коррекции {documents.net + corrected} ₽" if corrected else ""
+        gaps.append(f"Чеки (приход − возвраты) {documents.net} ₽{with_corrections} ≠ операции по картам "
+                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {fiscal - card.net} ₽"
                     f"{explained}")
     return gaps
+
+
+def correction_gaps(register: Totals | None, made_here: Totals) -> list[str]:
+    """The register's counters of correction receipts against ours made in the shift (whatever they fix)."""
+    if register is None or register == made_here:
+        return []
+    return [f"Чеки коррекции: ККТ {register.sells} ₽ прихода, {register.returns} ₽ возврата; наши "
+            f"{made_here.sells} ₽ и {made_here.returns} ₽"]
 
 
 # --- pure: one order ----------------------------------------------------------------------------
@@ -186,6 +221,7 @@ class Reconciliation:
     gap_orders: list[OrderGap]  # the shift's inconsistent orders, oldest first
     shift_open: bool
     split: list[tuple[str, Decimal]] = field(default_factory=list)  # (order number, signed amount)
+    corrections: Totals = field(default_factory=Totals)  # correction receipts made for this shift
 
     @property
     def order_gaps(self) -> int:
@@ -270,14 +306,32 @@ def order_queryset(queryset):
     ).prefetch_related(Prefetch("refunds", queryset=refunds))
 
 
+CORRECTION_TYPES = ("sellCorrection", "sellReturnCorrection")
+
+
+def corrections_by_shift(shift_ids: Iterable[int]) -> dict[int, Totals]:
+    """Per shift, the correction receipts made for it (``Correction.shift``), wherever they lie: one query."""
+    from fiscal.models import FiscalDocument
+
+    rows: dict[int, list] = {}
+    for shift_id, *row in (FiscalDocument.objects.filter(operation__correction__shift_id__in=list(shift_ids))
+                           .values("operation__correction__shift_id", "doc_type")
+                           .annotate(s=Sum("total"), n=Count("id"))
+                           .values_list("operation__correction__shift_id", "doc_type", "s", "n")):
+        rows.setdefault(shift_id, []).append(row)
+    return {shift_id: correction_totals(found) for shift_id, found in rows.items()}
+
+
 def reconcile_shift(shift) -> Reconciliation:
     from fiscal.models import FiscalDocument
     from payments.models import CardOperation
 
-    documents = document_totals(
-        FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn"])
-        .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n")
-    )
+    # The shift's own receipts and the corrections made in it, by kind, in one query.
+    rows = list(FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn", *CORRECTION_TYPES])
+                .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n"))
+    documents = document_totals(rows)
+    made_here = correction_totals(rows)
+    corrections = corrections_by_shift([shift.pk]).get(shift.pk, Totals())
     card = card_totals(
         CardOperation.objects.filter(shift=shift, state="approved", kind__in=["sale", "cancel", "refund"])
         .values("kind").annotate(s=Sum("amount_kopecks"), n=Count("id")).values_list("kind", "s", "n")
@@ -286,10 +340,12 @@ def reconcile_shift(shift) -> Reconciliation:
     gap_orders = [OrderGap(pk, number, issues) for pk, number, facts in shift_order_facts(shift)
                   if (issues := order_issues(facts))]
     split = split_annulments([shift.pk]).get(shift.pk, [])
-    gaps = [] if shift.is_open else total_gaps(register, documents, card, net_of(split))
+    gaps = [] if shift.is_open else [
+        *total_gaps(register, documents, card, net_of(split), corrections),
+        *correction_gaps(register_corrections(shift.register_totals), made_here)]
     if not shift.is_open and register is None:
         gaps.append("Счётчики ККТ при закрытии не прочитаны: сверка с ККТ невозможна")
-    return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open, split)
+    return Reconciliation(register, documents, card, gaps, gap_orders, shift.is_open, split, corrections)
 
 
 def net_of(split: list[tuple[str, Decimal]]) -> Decimal:

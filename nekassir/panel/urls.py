@@ -41,6 +41,8 @@ urlpatterns = [
     # A named manager resolves an unknown card operation by hand (resolved_by): not from a kiosk's PIN screen.
     path("orders/<uuid:order_id>/card/charged/", manager_view(orders.card_charged), name="card_charged"),
     path("orders/<uuid:order_id>/card/not-charged/", manager_view(orders.card_not_charged), name="card_not_charged"),
+    # A correction receipt answers to a named manager (who and why): not from a kiosk's PIN screen.
+    path("shifts/<int:shift_id>/correction/", manager_view(shifts.correction), name="correction"),
     path("kiosk/<str:code>/service/", embed.home, name="embed_home"),
     path("kiosk/<str:code>/service/lock/", embed.lock, name="embed_lock"),
 ]

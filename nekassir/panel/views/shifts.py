@@ -1,4 +1,5 @@
-"""A kiosk's shifts, one page each, paged previous / next: times, receipts, reconciliation, orders.
+"""A kiosk's shifts, one page each, paged previous / next: times, receipts, reconciliation, orders, and the
+correction receipts that fix its gaps (made from here, ``correction``).
 
 A shift has hundreds of receipts and orders: both lists are paged (``ON_PAGE`` rows), while the totals and
 the reconciliation cover the whole shift (SQL aggregates and one plain row per order).
@@ -7,23 +8,26 @@ the reconciliation cover the whole shift (SQL aggregates and one plain row per o
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_GET
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
-from fiscal.models import FiscalDocument, Shift
+from fiscal.corrections import CALCULATED_VAT, MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
+from fiscal.models import Correction, FiscalDocument, Shift
 from nekassir.models import Order
-from nekassir.panel.access import Scope
+from nekassir.panel import jobs
+from nekassir.panel.access import MANAGE_SHIFT, Scope
 from nekassir.panel.reconciliation import reconcile_shift
-from nekassir.panel.views.common import ORDER_ROW, job_context, page
+from nekassir.panel.views.common import ORDER_ROW, job_answer, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
 from payments.models import Settlement
 
 RECEIPT_TYPES = ("sell", "sellReturn", "sellCorrection", "sellReturnCorrection")
 ON_PAGE = 25  # receipts (?receipts=N) and orders (?page=N) shown at once; the gap orders are listed above
-RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "operation__id",
-                   "operation__sold_order__number", "operation__annulled_order__number",
-                   "operation__refund__order__number")
+RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "printed",
+                   "operation__id", "operation__sold_order__number", "operation__annulled_order__number",
+                   "operation__refund__order__number", "operation__correction__shift__number")
 
 
 @require_GET
@@ -36,9 +40,16 @@ def shifts(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
     return page(request, scope, "panel/shift.html", {"kiosk": kiosk, "shift": None})
 
 
+def _shift(scope: Scope, shift_id: int) -> Shift:
+    return get_object_or_404(Shift.objects.select_related("kiosk").filter(kiosk__in=scope.kiosks()), pk=shift_id)
+
+
 @require_GET
 def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
-    current = get_object_or_404(Shift.objects.select_related("kiosk").filter(kiosk__in=scope.kiosks()), pk=shift_id)
+    return page(request, scope, "panel/shift.html", shift_context(request, scope, _shift(scope, shift_id)))
+
+
+def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=None) -> dict:
     siblings = Shift.objects.filter(kiosk=current.kiosk)
     previous = siblings.filter(id__lt=current.pk).order_by("-id").only("id", "number").first()
     following = siblings.filter(id__gt=current.pk).order_by("id").only("id", "number").first()
@@ -46,6 +57,7 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
     # Only what the table shows: the operations' and orders' JSON bodies are not read.
     receipts = Paginator(documents.filter(doc_type__in=RECEIPT_TYPES).select_related(
         "operation__sold_order", "operation__annulled_order", "operation__refund__order",
+        "operation__correction__shift",
     ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(request.GET.get("receipts"))
     for document in receipts:
         op = document.operation
@@ -55,6 +67,8 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
                 document.order = document.order or getattr(op, attr, None)
             refund = getattr(op, "refund", None)
             document.order = document.order or (refund.order if refund is not None else None)
+            correction = getattr(op, "correction", None)
+            document.corrects = correction.shift if correction is not None else None
     reconciliation = reconcile_shift(current)
     orders = Paginator(Order.objects.filter(shift=current).select_related("kiosk").only(*ORDER_ROW)
                        .order_by("created_at", "pk"), ON_PAGE).get_page(request.GET.get("page"))
@@ -63,7 +77,7 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
         order.issues = issues.get(order.pk, [])
     settlements = list(Settlement.objects.filter(shift=current).select_related("operation").order_by("id"))
     state = shown_job(request, scope)
-    return page(request, scope, "panel/shift.html", {
+    return {
         "shown": job_context(scope, state) if state else None,
         "kiosk": current.kiosk,
         "shift": current,
@@ -75,4 +89,48 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
         "orders": orders,
         "settlements": settlements,
         "journal": manual_actions(scope, object_ref=f"shift:{current.pk}")[:50],
-    })
+        "corrections": list(Correction.objects.filter(shift=current).select_related(
+            "operation__document__shift", "created_by").order_by("id")),
+        "can_correct": not scope.embed and scope.can(MANAGE_SHIFT),
+        "correction_form": correction_form(posted or {}),
+    }
+
+
+def correction_form(posted) -> dict:
+    """What the correction form shows: what was posted (after a refusal), else the defaults."""
+    rows = [{"index": i, "name": posted.get(f"name_{i}", ""), "price": posted.get(f"price_{i}", ""),
+             "quantity": posted.get(f"quantity_{i}", "1"), "vat": posted.get(f"vat_{i}", "")} for i in range(MAX_LINES)]
+    return {
+        "rows": rows,
+        "vat": {code: label for code, label in VAT_LABELS.items() if code not in CALCULATED_VAT},
+        "kind": posted.get("kind", Correction.Kind.SELL),
+        "basis": posted.get("basis", Correction.Basis.SELF),
+        "settlement_date": posted.get("settlement_date", timezone.localdate().isoformat()),
+        "instruction_number": posted.get("instruction_number", ""),
+        "reason": posted.get("reason", ""),
+        "kinds": Correction.Kind.choices,
+        "bases": Correction.Basis.choices,
+    }
+
+
+@require_POST
+def correction(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
+    """A correction receipt for this shift's gap, as a device job; a form that cannot become one is answered
+    with the page and every problem in it (422), and nothing is saved or sent."""
+    if scope.embed:
+        raise Http404("corrections are made by a named manager")
+    scope.require(MANAGE_SHIFT)
+    current = _shift(scope, shift_id)
+    try:
+        wanted = parse_correction(request.POST, current.kiosk)
+    except CorrectionInvalid as exc:
+        context = {**shift_context(request, scope, current, request.POST), "correction_errors": exc.errors}
+        return page(request, scope, "panel/shift.html", context, status=422)
+    basis = Correction.Basis(wanted.basis).label
+    if wanted.instruction_number:
+        basis += f" № {wanted.instruction_number}"
+    start = jobs.start_job(scope, "correction", current.kiosk, object_ref=f"shift:{current.pk}",
+                           message=(f"{wanted.label.capitalize()} на {wanted.total} ₽ за смену №{current.number} "
+                                    f"({basis}, расчёт {wanted.settlement_date:%d.%m.%Y}): {wanted.reason}"),
+                           data={"shift_id": current.pk, "correction": wanted.as_data()})
+    return job_answer(request, scope, start, back=scope.url("shift", current.pk) + "#shift-corrections")
