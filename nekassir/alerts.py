@@ -5,6 +5,9 @@ database only — it never calls a device — and finds:
 
 * an order paid but **not delivered to iiko** (per delivery round: a resend that fails again alerts again);
 * an order that **needs attention** (a device has not answered for a while);
+* a **card operation whose outcome is unknown** (its terminal is blocked until it is resolved), naming the
+  order and the kiosk, however old; **escalated** after ``CARD_UNKNOWN_ESCALATE_AFTER`` (a second alert):
+  the terminal cannot be settled meanwhile, and Sber refuses cards after 5 days without a settlement;
 * a closed shift **not reconciled**: its latest settlement failed or was skipped, or the register's own
   totals differ from our receipts or our receipts from the card operations;
 * a kiosk whose **register** or **terminal is not ready**;
@@ -48,6 +51,7 @@ CHECKED = "fiscal.register.checked"  # the panel's register check (nekassir.pane
 TERMINAL_DOWN_REASONS = ("not_reachable", "timeout", "lost_answer", "rejected")
 LOCK_KEY = "alerts:scan"  # one scan at a time, across clusters and machines
 MESSAGE_LIMIT = 3800  # under the Bot API's 4096 characters, with room for the header
+CARD_UNKNOWN_ESCALATE_AFTER = timedelta(hours=1)
 FN_WARNINGS = {
     "needReplacement": "ФН нужно заменить",
     "resourceExhausted": "ресурс ФН исчерпан",
@@ -93,7 +97,10 @@ def find_problems(now: datetime | None = None, *, order_limit: int | None = None
     that many order problems at most (the panel's list; the chat takes them all)."""
     now = now or timezone.now()
     since = now - timedelta(hours=settings.ALERTS_LOOKBACK_HOURS)
-    return [*_order_problems(since, order_limit), *_shift_problems(since), *_kiosk_problems(now)]
+    cards = _card_problems(now)
+    # An order with an unknown card operation gets that line only, not also the generic "needs attention".
+    covered = {p.link[1] for p in cards if p.link}
+    return [*cards, *_order_problems(since, order_limit, covered), *_shift_problems(since), *_kiosk_problems(now)]
 
 
 def _link(name: str, *args: Any) -> str:
@@ -108,7 +115,7 @@ def _link(name: str, *args: Any) -> str:
         return ""
 
 
-def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
+def _order_problems(since: datetime, limit: int | None = None, covered: set | None = None) -> list[Problem]:
     from nekassir.models import IikoAttempt
 
     problems = []
@@ -116,6 +123,8 @@ def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
     orders = (Order.objects.filter(created_at__gte=since,
                                    status__in=[Order.Status.NOT_DELIVERED, Order.Status.NEEDS_ATTENTION])
               .select_related("kiosk").annotate(last_error=Subquery(last_error)).order_by("created_at"))
+    if covered:
+        orders = orders.exclude(pk__in=covered)
     for order in orders[:limit] if limit is not None else orders:
         common = {"kiosk_id": order.kiosk_id, "kiosk_code": order.kiosk.code, "since": order.created_at,
                   "link": ("order", order.pk)}
@@ -132,6 +141,54 @@ def _order_problems(since: datetime, limit: int | None = None) -> list[Problem]:
                 f"Заказ {order.number} (киоск {order.kiosk.code}) требует внимания: "
                 f"{order.error_message or 'устройство долго не отвечает'}", **common))
     return problems
+
+
+def _card_problems(now: datetime) -> list[Problem]:
+    """Money operations whose outcome is unknown, one line per order (its oldest), however old: each blocks
+    its terminal now. Two queries: the unknown operations (index kiosk+state), then their orders."""
+    from payments.models import CardOperation
+
+    active = Kiosk.objects.filter(active=True).values("pk")
+    unknown = list(CardOperation.objects.filter(kiosk_id__in=active, state=CardOperation.State.UNKNOWN,
+                                                kind__in=CardOperation.MONEY_KINDS)
+                   .select_related("kiosk", "original").order_by("id"))
+    if not unknown:
+        return []
+    oldest: dict[int, CardOperation] = {}  # by the sale it concerns (an order has one sale)
+    for op in unknown:
+        oldest.setdefault(_sale_id_of(op), op)
+    orders = {order.card_sale_id: order for order in Order.objects.filter(card_sale_id__in=list(oldest))}
+    return [_card_problem(op, orders.get(sale_id), now) for sale_id, op in oldest.items()]
+
+
+def _sale_id_of(op) -> int:
+    """The sale an operation concerns: itself, or the sale its cancel/refund/reversal (of a refund) goes back to."""
+    if op.kind == "sale" or op.original is None:
+        return op.pk
+    return op.original.pk if op.original.kind == "sale" or not op.original.original_id else op.original.original_id
+
+
+def _card_problem(op, order: Order | None, now: datetime) -> Problem:
+    since = op.sent_at or op.created_at
+    code = op.kiosk.code
+    what = f"операция «{op.get_kind_display()}» по карте" if op.kind != "sale" else "оплата картой"
+    subject = (f"заказа {order.number} ({order.total} ₽, киоск {code})" if order is not None
+               else f"на терминале киоска {code} ({op.amount} ₽)")
+    common = {"kiosk_id": op.kiosk_id, "kiosk_code": code, "since": since, "link": ("order", order.pk) if order
+              else None, "data": {"operation": op.op_id}}
+    if now - since >= CARD_UNKNOWN_ESCALATE_AFTER:
+        return Problem(
+            f"card:{op.pk}:unknown:escalated", "card_unknown_escalated",
+            f"Больше часа не разрешена {what} {subject}, исход неизвестен с {_when(since)}: пока она не разрешена, "
+            "терминал нельзя сверить (сверка итогов), а Сбербанк перестаёт принимать карты через 5 дней без сверки. "
+            "Разрешите её на странице заказа: «деньги списаны» по слипу или «не списаны» по отчёту терминала.",
+            **common)
+    head = f"Заказ {order.number} ({order.total} ₽, киоск {code})" if order is not None else f"Киоск {code}"
+    return Problem(
+        f"card:{op.pk}:unknown", "card_unknown",
+        f"{head}: исход {'оплаты картой' if op.kind == 'sale' else what} неизвестен с {_when(since)} — "
+        "терминал заблокирован, новые заказы на киоске не принимаются. Если терминал не ответит сам, решите на "
+        "странице заказа: «деньги списаны» (по слипу) или «не списаны» (по отчёту терминала).", **common)
 
 
 def _shift_problems(since: datetime) -> list[Problem]:

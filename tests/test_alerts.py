@@ -22,7 +22,7 @@ from nekassir import alerts
 from nekassir.emulator_http import EmulatorApp, Request, Response, json_response
 from nekassir.models import Event, IikoAttempt, Order
 from nekassir.telegram import TelegramClient, TelegramError
-from payments.models import Settlement
+from payments.models import CardOperation, Settlement
 from tests.factories import make_kiosk, make_terminal_kiosk
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,8 @@ CHAT = "-1001234567890"
 
 class FakeBotApi(EmulatorApp):
     name = "fake-telegram-bot-api"
-    faults_known = {"http_500", "rate_limited"}
+    faults_known = {"http_500": "the Bot API answers 500 (its description echoes the request path)",
+                    "rate_limited": "the Bot API answers 429 with retry_after 7"}
 
     def __init__(self, token: str):
         super().__init__()
@@ -85,8 +86,8 @@ def kiosk():
 def make_order(kiosk, status=Order.Status.NOT_DELIVERED, *, age=timedelta(0), n=1, **fields) -> Order:
     order = Order.objects.create(
         kiosk=kiosk, number=f"{kiosk.code}-{n:03d}", business_date=timezone.localdate(), seq=n, status=status,
-        step=Order.Step.DONE, order_type="takeaway", total=Decimal("529.00"), request_body={},
-        body_hash=uuid.uuid4().hex, **fields,
+        order_type="takeaway", total=Decimal("529.00"), request_body={}, body_hash=uuid.uuid4().hex,
+        **{"step": Order.Step.DONE, **fields},
     )
     if age:
         Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - age)
@@ -304,3 +305,53 @@ def test_a_token_without_a_chat_stops_the_start_naming_the_variable():
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "TELEGRAM_CHAT_ID" in done.stderr and TOKEN not in done.stderr
+
+
+# --- unknown card operations (issue 11 item 1) -------------------------------------------------------
+def unknown_sale(kiosk, *, age=timedelta(minutes=10), n=1) -> Order:
+    """An order waiting at the card step whose sale's outcome is unknown since ``age`` ago (the precondition)."""
+    sent = timezone.now() - age
+    sale = CardOperation.objects.create(op_id=str(uuid.uuid4()), kiosk=kiosk, kind="sale", state="unknown",
+                                        transport="kkm", amount_kopecks=52900, reason="timeout", sent_at=sent)
+    CardOperation.objects.filter(pk=sale.pk).update(created_at=sent)
+    return make_order(kiosk, Order.Status.NEEDS_ATTENTION, age=age, n=n, step=Order.Step.CARD, card_sale=sale,
+                      error_message="Проверяем результат операции, подождите.")
+
+
+def test_an_unknown_card_operation_names_the_order_and_the_kiosk_once(bot, kiosk):
+    order = unknown_sale(kiosk)
+    alerts.scan_and_send()
+    alerts.scan_and_send()
+    [text] = texts(bot)
+    assert f"Заказ {order.number} (529.00 ₽, киоск K1): исход оплаты картой неизвестен" in text
+    assert "терминал заблокирован" in text and "«деньги списаны»" in text
+    assert f"http://192.168.1.10:8000/orders/{order.pk}/" in text
+    assert "требует внимания" not in text  # one line for the order, not a second generic one
+    assert sent_refs() == [f"alert:card:{order.card_sale_id}:unknown"]
+
+
+def test_an_unknown_card_operation_is_escalated_after_an_hour(bot, kiosk):
+    order = unknown_sale(kiosk, age=timedelta(minutes=59))
+    alerts.scan_and_send()
+    CardOperation.objects.filter(pk=order.card_sale_id).update(sent_at=timezone.now() - timedelta(minutes=61))
+    alerts.scan_and_send()
+    alerts.scan_and_send()
+    first, escalated = texts(bot)
+    assert "Больше часа" not in first
+    assert f"заказа {order.number} (529.00 ₽, киоск K1)" in escalated and "Больше часа" in escalated
+    assert "терминал нельзя сверить" in escalated and "5 дней без сверки" in escalated
+    assert f"/orders/{order.pk}/" in escalated
+
+
+def test_an_unknown_card_operation_is_alerted_however_old(bot, kiosk, settings):
+    """Not history: it blocks the terminal now, and the 5 days without a settlement run on."""
+    order = unknown_sale(kiosk, age=timedelta(hours=settings.ALERTS_LOOKBACK_HOURS + 5))
+    alerts.scan_and_send()
+    [text] = texts(bot)
+    assert order.number in text and "Больше часа" in text
+
+
+def test_a_resolved_card_operation_is_no_longer_a_problem(bot, kiosk):
+    order = unknown_sale(kiosk)
+    CardOperation.objects.filter(pk=order.card_sale_id).update(state="approved")
+    assert not [p for p in alerts.find_problems() if p.kind.startswith("card_")]

@@ -199,3 +199,23 @@ def test_a_terminal_that_gives_no_report_leaves_the_operation_unknown(client, ma
     assert not manual_events()
     order.refresh_from_db()
     assert order.step == Order.Step.CARD
+
+
+# --- the venue page's current problems --------------------------------------------------------------
+def test_the_venue_page_names_the_order_and_the_kiosk_and_escalates_after_an_hour(client, manager_client, venue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    order = stuck_sale(client, venue, charged=True)
+    html = manager_client.get("/alerts/", headers=HX).content.decode()
+    assert f"Заказ {order.number} ({order.total} ₽, киоск K2): исход оплаты картой неизвестен" in html
+    assert f'href="/orders/{order.pk}/"' in html and "<td>K2</td>" in html
+    assert "требует внимания" not in html
+    CardOperation.objects.filter(pk=order.card_sale_id).update(sent_at=timezone.now() - timedelta(minutes=61))
+    html = manager_client.get("/alerts/", headers=HX).content.decode()
+    assert f"Больше часа не разрешена оплата картой заказа {order.number}" in html
+    assert "терминал нельзя сверить" in html and "5 дней без сверки" in html
+    charged(manager_client, order, rrn=sale_rrn(venue), auth_code="123456", note="по слипу")
+    html = manager_client.get("/alerts/", headers=HX).content.decode()
+    assert order.number not in html  # resolved: completed, nothing left to do

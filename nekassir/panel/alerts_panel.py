@@ -13,7 +13,8 @@ from nekassir.alerts import find_problems
 
 ORDER_LIMIT = 20  # order problems listed; beyond that the list links to the orders needing attention
 LEVELS = {"order_not_delivered": "bad", "order_needs_attention": "bad", "register_not_ready": "bad",
-          "terminal_not_ready": "bad"}  # the rest (shift not reconciled, FN, OFD) are warnings
+          "terminal_not_ready": "bad", "card_unknown": "bad",
+          "card_unknown_escalated": "bad"}  # the rest (shift not reconciled, FN, OFD) are warnings
 
 
 @dataclass(frozen=True)
