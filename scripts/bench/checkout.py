@@ -81,8 +81,11 @@ def make_kiosks(count: int, emulators) -> tuple[list[tuple[Any, str]], Any]:
         kiosk = Kiosk.objects.create(code=f"B{n:02d}", name=f"Bench {n}", atol_device_id=f"B{n:02d}",
                                      kkm_device_number=n, **common)
         kiosks.append((kiosk, KioskToken.issue(kiosk)))
+    # The floor sends its receipts without a register session, so its requisites are set here (the emulated
+    # register is registered for an automatic device and refuses a receipt without a machine number).
     floor = Kiosk.objects.create(code="FLOOR", name="Floor (wire clients only)", active=False,
-                                 atol_device_id="FLOOR", kkm_device_number=99, **common)
+                                 atol_device_id="FLOOR", kkm_device_number=99, machine_number="KIOSK-FLOOR",
+                                 **common)
     return kiosks, floor
 
 
