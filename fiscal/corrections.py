@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fiscal import requisites
 from fiscal.models import Correction, FiscalOperation, Shift
 from fiscal.register import FiscalFailed, register_session
 from fiscal.shifts import ensure_open
@@ -243,8 +244,9 @@ def correction_task(kiosk: Kiosk, request: CorrectionRequest) -> dict[str, Any]:
         task["correctionBaseNumber"] = request.instruction_number  # tag 1179: an instruction's only
     if kiosk.atol_operator:
         task["operator"] = kiosk.atol_operator
-    # TODO(issue 11 item 6): machineNumber / paymentsAddress / paymentsPlace of an automatic device, through
-    # the same helper as the kiosk's sell receipts once it exists.
+    # A correction is a receipt of the kiosk's register like any other: the requisites of an automatic device
+    # (machine number, address and place of settlement) from the one place every receipt gets them.
+    task.update(requisites.receipt_fields(kiosk))
     return task
 
 

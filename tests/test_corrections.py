@@ -187,6 +187,20 @@ def test_bad_input_is_refused_in_russian_and_nothing_is_saved(manager_client, ve
     assert saved_rows() == rows and venue.atol.journal() == []
 
 
+def test_a_correction_carries_the_requisites_of_an_automatic_device(manager_client, venue):
+    """Like every receipt of a kiosk's register (issue 11 item 6): tags 1036, 1009, 1187 as the kiosk has them."""
+    from nekassir.models import Kiosk
+
+    Kiosk.objects.filter(code="K1").update(machine_number="К-0042", payments_address="г. Москва, ул. Тверская, 1",
+                                           payments_place="Фудкорт, киоск 1")
+    shift = money_taken_without_receipt(manager_client, venue)
+    manager_client.post(f"/shifts/{shift.pk}/correction/", correction_form())
+    entry = venue.atol.journal()[-1]
+    assert entry["type"] == "sellCorrection"
+    assert (entry["machineNumber"], entry["paymentsAddress"], entry["paymentsPlace"]) == (
+        "К-0042", "г. Москва, ул. Тверская, 1", "Фудкорт, киоск 1")
+
+
 def test_a_vat20_correction_of_a_2025_settlement_is_allowed(manager_client, venue):
     """The rate follows the date of the settlement being corrected (PROTOCOLS.md §1): 20 % before 2026."""
     shift = money_taken_without_receipt(manager_client, venue)
