@@ -31,9 +31,10 @@ from fiscal import requisites
 from fiscal.models import Correction, FiscalOperation, Shift
 from fiscal.register import FiscalFailed, register_session
 from fiscal.shifts import ensure_open
+from nekassir import vat as vat_rules
 from nekassir.events import record_event
 from nekassir.locks import device_lock, sale_lock_key
-from nekassir.models import Kiosk
+from nekassir.models import Kiosk, Vat
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,9 @@ MAX_QUANTITY = Decimal("10000")
 MAX_TOTAL = Decimal("10000000")
 MADE = "fiscal.correction.made"
 
-# VAT (PROTOCOLS.md §1, "VAT and the taxation system"): the rate is checked against the kiosk's taxation
-# system and the date of the settlement being corrected, not today's: a correction of a 2025 sale keeps 20 %.
-VAT_LABELS = {
-    "none": "без НДС", "vat0": "0%", "vat5": "5%", "vat7": "7%", "vat10": "10%", "vat20": "20%", "vat22": "22%",
-    "vat105": "5/105", "vat107": "7/107", "vat110": "10/110", "vat120": "20/120", "vat122": "22/122",
-}
-CALCULATED_VAT = frozenset({"vat105", "vat107", "vat110", "vat120", "vat122"})  # prepayment receipts only
-SIMPLIFIED = frozenset({"usnIncome", "usnIncomeOutcome"})
-RATE_22_FROM = date(2026, 1, 1)
+# VAT (PROTOCOLS.md §1, "VAT and the taxation system"): the kiosk API's own rule (``nekassir.vat``), applied
+# on the date of the settlement being corrected, not today's: a correction of a 2025 sale keeps its 20 %.
+VAT_LABELS = dict(Vat.choices)
 
 
 class CorrectionInvalid(ValueError):
@@ -215,16 +210,7 @@ def vat_problem(vat: str, taxation: str, on: date) -> str:
     ``on`` that date ("" when it can)."""
     if vat not in VAT_LABELS:
         return f"неизвестная ставка НДС «{vat}»"
-    label = VAT_LABELS[vat]
-    if vat in CALCULATED_VAT:
-        return f"расчётная ставка НДС {label} не применяется к полному расчёту"
-    if vat in {"vat5", "vat7"} and taxation not in SIMPLIFIED:
-        return f"ставка НДС {label} применяется только при УСН"
-    if vat == "vat20" and on >= RATE_22_FROM:
-        return "ставка НДС 20% применялась к расчётам до 01.01.2026"
-    if vat == "vat22" and on < RATE_22_FROM:
-        return "ставка НДС 22% применяется к расчётам с 01.01.2026"
-    return ""
+    return vat_rules.refusal(vat, taxation, on) or ""
 
 
 # --- the task -----------------------------------------------------------------------------------------------

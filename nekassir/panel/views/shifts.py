@@ -13,8 +13,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from fiscal.corrections import CALCULATED_VAT, MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
+from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
 from fiscal.models import Correction, FiscalDocument, Shift
+from nekassir import vat as vat_rules
 from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
@@ -102,7 +103,7 @@ def correction_form(posted) -> dict:
              "quantity": posted.get(f"quantity_{i}", "1"), "vat": posted.get(f"vat_{i}", "")} for i in range(MAX_LINES)]
     return {
         "rows": rows,
-        "vat": {code: label for code, label in VAT_LABELS.items() if code not in CALCULATED_VAT},
+        "vat": {code: label for code, label in VAT_LABELS.items() if code not in vat_rules.CALCULATED},
         "kind": posted.get("kind", Correction.Kind.SELL),
         "basis": posted.get("basis", Correction.Basis.SELF),
         "settlement_date": posted.get("settlement_date", timezone.localdate().isoformat()),
