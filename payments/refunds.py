@@ -114,7 +114,7 @@ def _paid(order: Order) -> CardOperation:
     sale = order.card_sale
     if sale is None or sale.state != CardOperation.State.APPROVED:
         raise RefundError("Заказ не оплачен картой: возвращать нечего", "not_paid")
-    if not sale.terminal_reference:
+    if sale.resolved_by_id and not sale.terminal_reference:
         # Approved by hand after a lost answer (nekassir.card_resolution): KKM Server cancels and refunds only
         # by the UniversalID that answer carried, so the terminal cannot be asked from here.
         raise RefundError(f"Оплата подтверждена вручную, а терминал возвращает деньги только по её UniversalID, "
