@@ -35,7 +35,7 @@ from nekassir.models import Order
 from nekassir.receipts import annul_task, sell_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation
-from payments.terminal import TerminalError, TerminalNotConfigured, terminal_session
+from payments.terminal import TerminalError, TerminalNotConfigured, TerminalUnresolved, terminal_session
 
 log = logging.getLogger(__name__)
 Status = Order.Status
@@ -49,6 +49,8 @@ GUEST_MESSAGES = {
     "annulment_pending": "Оплата не прошла. Деньги не списаны; чек будет аннулирован автоматически.",
     "not_delivered": "Заказ оплачен, но не передан на кухню. Сотрудник уже видит его и поможет.",
     "outcome_unknown": "Проверяем результат операции, подождите.",
+    "card_unresolved": "Не удалось узнать результат оплаты. Обратитесь к сотруднику: если деньги списаны, "
+                       "заказ будет выдан или деньги вернутся.",
     "guest_timeout": "Время оплаты истекло. Деньги не списаны, заказ отменён.",
     "paid_after_guest_left": "Оплата прошла позже, чем гость ждал у киоска. Сотрудник передаст заказ на кухню "
                              "или вернёт деньги.",
@@ -168,6 +170,8 @@ def _card(order: Order) -> bool:
     try:
         with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
             op = order.card_sale
+            if op is not None and _refused_busy(op):
+                op = None  # that sale never ran (terminal busy): a new one, now that nothing earlier is left
             if op is None and guest_window_closed(order):
                 # Checked again under the terminal's lock: waiting for it, or resolving what an earlier
                 # process left on the terminal, may have taken the rest of the guest's window.
@@ -181,9 +185,15 @@ def _card(order: Order) -> bool:
     except TerminalNotConfigured as exc:
         _set(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
         return True
+    except TerminalUnresolved as exc:
+        return _card_unresolved(order, exc)
     except (TerminalError, DeviceBusy) as exc:
         return defer(order, f"оплата: {exc}")
     op.refresh_from_db()
+    if _refused_busy(op):
+        # Nothing ran: the terminal is busy with an earlier operation of ours (a worker that died while the
+        # guest was at the PIN pad). No annulment; the next pass resolves that one first, then pays.
+        return defer(order, f"оплата: терминал занят ({op.message})")
     if op.state == CardOperation.State.APPROVED:
         if _approved_after_window(order, op):
             return _finish(order, Status.NEEDS_ATTENTION, "paid_after_guest_left",
@@ -199,6 +209,26 @@ def _card(order: Order) -> bool:
         return True
     # Unknown: the next pass enters the terminal session again, which resolves it first.
     return True
+
+
+def _refused_busy(op: CardOperation) -> bool:
+    return op.kind == CardOperation.Kind.SALE and op.state == CardOperation.State.DECLINED and op.reason == "busy"
+
+
+def _card_unresolved(order: Order, exc: TerminalUnresolved) -> bool:
+    """The terminal is blocked by an operation of unknown outcome. When it is this order's own sale, the order
+    waits for the terminal or a manager (needs_attention, step still CARD): never annulled while the money
+    may be taken. Recovery keeps trying (payments.terminal), and so does the order's own retry."""
+    sale = order.card_sale
+    if sale is not None:
+        sale.refresh_from_db()
+    if sale is not None and sale.unresolved:
+        with transaction.atomic():
+            if order.error_code != "card_unresolved":
+                _event(order, "order.card.unresolved", f"исход оплаты неизвестен, терминал заблокирован: {exc}")
+            _set(order, status=Status.NEEDS_ATTENTION, error_code="card_unresolved",
+                 error_message=GUEST_MESSAGES["card_unresolved"])
+    return defer(order, f"оплата: {exc}")
 
 
 def _guest_left(order: Order) -> bool:

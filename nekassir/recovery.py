@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -33,7 +34,7 @@ def recover(*, at_start: bool = False) -> dict[str, int]:
         if FiscalOperation.objects.filter(kiosk=kiosk, state__in=FiscalOperation.UNRESOLVED).exists():
             async_task("nekassir.recovery.resolve_register", kiosk.pk, cluster="devices")
             counts["registers"] += 1
-        if CardOperation.objects.filter(kiosk=kiosk, state__in=CardOperation.UNRESOLVED).exists():
+        if _terminal_due(kiosk):
             async_task("nekassir.recovery.resolve_terminal", kiosk.pk, cluster="devices")
             counts["terminals"] += 1
         if kiosk.has_register and (not kiosk.register_ready or _unprinted(kiosk).exists()):
@@ -52,6 +53,14 @@ def resolve_register(kiosk_id: int) -> str:
             return "resolved"
     except (FiscalError, DeviceBusy) as exc:
         return f"not yet: {exc}"
+
+
+def _terminal_due(kiosk: Kiosk) -> bool:
+    """An operation left unresolved on the terminal whose next attempt has come: one never tried (a dead
+    worker's), or an unknown one whose backoff (``next_resolve_at``, set by payments.terminal) is over.
+    Each attempt asks the terminal first (GetRezult where the protocol has it), then reverses."""
+    due = Q(next_resolve_at__isnull=True) | Q(next_resolve_at__lte=timezone.now())
+    return CardOperation.objects.filter(due, kiosk=kiosk, state__in=CardOperation.UNRESOLVED).exists()
 
 
 def resolve_terminal(kiosk_id: int) -> str:

@@ -16,8 +16,19 @@ DECLINED is returned only when we know nothing was charged:
   outcome because it is exactly that: nothing reached the terminal, the order can be annulled or retried.
 - ``Reason.REJECTED``: the service refused the request before running it (HTTP 401/403 from KKM Server,
   an ``<errorcode>`` answer from DualConnector).
-- ``Reason.NOT_FOUND``: KKM Server answers GetRezult with Status 3, i.e. it has no record of our IdCommand,
-  so it never started it (we only ask after the original request's connection is closed).
+- ``Reason.BUSY``: the terminal is running another operation and refused this one without starting it
+  (KKM Server: Status 2 with an error saying busy; DualConnector: ``<errorcode>`` 5 "terminal busy").
+  Nothing ran, but under our own lock it means an operation of ours is still running there: the
+  workflow (payments.terminal) resolves that one first and never reads BUSY as an answer about it.
+
+Not everything a client returns as DECLINED is "not charged" for an *earlier* operation being resolved:
+only a final answer about that very operation is (payments.terminal). Two wire facts are typed for it:
+- ``Reason.NOT_FOUND``: KKM Server answers GetRezult with Status 3, "no record of that IdCommand". It is
+  UNKNOWN: KKM Server may lose its results when it (or the kiosk's PC) restarts, so for a command that was
+  sent it proves nothing; the workflow reads it as "never received" only for one never sent.
+- ``Reason.NOT_RECEIVED`` / ``Reason.NOT_APPROVED``: a DualConnector emergency cancel that names a lost
+  operation (ECR id 26 + amount 00) is refused because the terminal has no operation with that ECR id, or
+  because that operation, still its last, was not approved. DECLINED: both are about that very operation.
 
 Amounts are integer kopecks in this API. The only conversion to and from rubles (KKM Server's
 rubles-with-two-decimals, the emulator journals) is ``kopecks_to_rubles`` / ``rubles_to_kopecks`` below,
@@ -68,8 +79,11 @@ class Reason(enum.StrEnum):
     OK = "ok"
     DECLINED = "declined"  # a final negative answer from the terminal/bank (see bank_code, message)
     NOT_REACHABLE = "not_reachable"  # connection not opened: nothing was sent (DECLINED; UNKNOWN for status())
-    REJECTED = "rejected"  # refused before running: auth, malformed request, busy (DECLINED)
-    NOT_FOUND = "not_found"  # KKM GetRezult Status 3: the command was never received (DECLINED)
+    REJECTED = "rejected"  # refused before running: auth, malformed request (DECLINED)
+    BUSY = "busy"  # refused before running: the terminal runs another operation (DECLINED for this one)
+    NOT_FOUND = "not_found"  # KKM GetRezult Status 3: no record of the IdCommand (UNKNOWN: may be lost)
+    NOT_RECEIVED = "not_received"  # a reversal naming a lost operation: the terminal never had it (DECLINED)
+    NOT_APPROVED = "not_approved"  # a reversal naming a lost operation: it is last and not approved (DECLINED)
     TIMEOUT = "timeout"  # request sent, no answer in time (UNKNOWN)
     LOST_ANSWER = "lost_answer"  # request sent, connection dropped / reset (UNKNOWN)
     HTTP_ERROR = "http_error"  # request sent, unexpected HTTP status such as 500 (UNKNOWN)

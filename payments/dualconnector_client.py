@@ -7,13 +7,24 @@ could not take, ``<response><errorcode>4</errorcode><errordescription>…</error
 Outcome rules:
 - APPROVED only when the exchange succeeded and field 39 is 1;
 - DECLINED for 39 = 16 (declined), 34 (no connection to the host), 53 (interrupted), and for an
-  ``<errorcode>`` answer (the request was refused before running);
+  ``<errorcode>`` answer (the request was refused before running); reason BUSY when that refusal says the
+  terminal is busy with another operation (``<errorcode>5</errorcode>``, or a description saying "занят").
+  Modelling choice: the public clients do not document the busy answer; we take the service's own refusal
+  form with code 5 (the emulator's), and also recognise the word in the description;
 - UNKNOWN for anything else: 0 (undefined), 17 (done offline: money may move later), an unknown status,
   a missing status, an answer about another operation, a timeout or a lost answer.
 
 There is no status query by our id: ``status()`` raises NotSupported. After an UNKNOWN the caller
 resolves it with ``emergency_reversal`` (cancels the terminal's last operation), then annuls the order;
 nothing else may use the terminal in between.
+
+An emergency cancel that names a lost operation (ECR id 26 + amount 00) and is refused says why in the host
+code (field 15), so the caller can tell a refusal *about that operation* from any other refusal (no bank
+link, declined by the host, busy), which proves nothing about it. Modelling choice, after ISO 8583's
+response codes, as the emulator answers: "25" (unable to locate the record) = the terminal has no operation
+with that ECR id: ours never reached it → reason NOT_RECEIVED; "21" (no action taken) = that operation is the
+terminal's last and was not approved: nothing to cancel → reason NOT_APPROVED. Any other refusal (16 without
+those codes, 34, 53, ``<errorcode>``) keeps reason DECLINED/REJECTED/BUSY.
 
 Field 26 (ECR transaction id) carries ``ecr_transaction_id(op_id)``: the op id itself when it is a short
 number, else a 12-digit number derived from it (stable, so a resumed operation sends the same one).
@@ -24,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from payments.acquiring import (
@@ -63,6 +74,9 @@ DATETIME, TRANSACTION_ID, OPERATION, ECR_ID, TERMINAL_ID, STATUS, SLIP = 21, 23,
 APPROVED_STATUS = 1
 DECLINED_STATUSES = {16: "declined", 34: "no connection to the host", 53: "interrupted"}
 RUBLE = "643"
+BUSY_ERROR_CODE = "5"  # <errorcode> of a request refused because the terminal runs another operation
+# Host codes (15) of a refused emergency cancel that named a lost operation (see the module docstring).
+NAMED_REVERSAL_REFUSALS = {"25": Reason.NOT_RECEIVED, "21": Reason.NOT_APPROVED}
 REFERENCE_PREFIX = "DC"
 _OP_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")
 _CHARSET_RE = re.compile(r"charset=\"?([\w.:-]+)", re.IGNORECASE)
@@ -204,8 +218,12 @@ class DualConnectorClient(AcquiringClient):
             fields = {RRN: rrn, TRANSACTION_ID: transaction_id}
         elif lost is not None:
             fields = {AMOUNT: validate_amount(lost.amount_kopecks), CURRENCY: self.currency}
-            return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout,
-                              ecr_op_id=lost.op_id)
+            result = self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout,
+                                ecr_op_id=lost.op_id)
+            about_it = NAMED_REVERSAL_REFUSALS.get(result.bank_code)
+            if result.reason is Reason.DECLINED and about_it is not None:
+                return replace(result, reason=about_it)  # the terminal's answer about that very operation
+            return result
         return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout)
 
     def settlement(self, op_id: str) -> SettlementResult:
@@ -284,7 +302,9 @@ class DualConnectorClient(AcquiringClient):
             return _Answer(Outcome.UNKNOWN, Reason.MALFORMED, {}, raw, f"unexpected root <{root.tag}>")
         error_code = root.findtext("errorcode")
         if error_code is not None:  # the service did not take the request: nothing ran
-            return _Answer(Outcome.DECLINED, Reason.REJECTED, {}, raw, root.findtext("errordescription") or "",
+            description = root.findtext("errordescription") or ""
+            busy = error_code.strip() == BUSY_ERROR_CODE or "занят" in description.lower()
+            return _Answer(Outcome.DECLINED, Reason.BUSY if busy else Reason.REJECTED, {}, raw, description,
                            error_code.strip())
         fields = self._fields(root)
         if exchange.status_code != 200:

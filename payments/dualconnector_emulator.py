@@ -11,7 +11,9 @@ Operation codes are configurable (``operation_codes``, same names as the client'
 the current batch, refund (29) any time up to what is left (partial allowed; the original is found by RRN
 field 14 and/or transaction id 23), settlement (59) closes the batch unless it fails, emergency cancel (53)
 reverses the terminal's last operation only while it is last and approved (with 14/23 given, or after a
-lost answer with that operation's ECR id 26 and amount 00, only if they name that operation), test (26)
+lost answer with that operation's ECR id 26 and amount 00, only if they name that operation; refusing a
+named one, host code 15 says 25 when the terminal never had that ECR id and 21 when that operation is its
+last and was not approved, so the client can tell those answers about it from any other refusal), test (26)
 checks the host, report (63) prints totals. Card operations are refused
 after ``days_without_settlement_limit`` days without settlement (None = never).
 
@@ -20,9 +22,13 @@ terminal. Field 39: 1 approved, 16 declined, 34 no connection to the bank.
 
 Control API: exactly the KKM emulator's (see ``payments.kkm_emulator``): ``/_emulator/faults`` with
 ``decline`` (16, host code 05), ``insufficient_funds`` (16, host code 51 'Недостаточно средств'),
-``no_connection`` (34, state failed), ``memory_full``, ``settlement_fails``, ``timeout`` (performed —
-approved unless ``"approved": false`` — and the answer never comes), ``lost_response`` (performed, the
-connection is dropped); ``/_emulator/config`` (``card_delay``, ``days_without_settlement_limit``),
+``no_connection`` (34, state failed; emergency cancels too), ``memory_full``, ``settlement_fails``, ``timeout``
+(performed — approved unless ``"approved": false`` — and the answer never comes), ``lost_response``
+(performed, the connection is dropped), ``reversal_refused`` (the next emergency cancel: 16, nothing
+reversed), ``busy`` (``{"seconds": N}``: the next sale or refund holds the terminal N seconds more; any other
+request meanwhile gets ``<errorcode>5</errorcode>`` "Терминал занят другой операцией", the busy answer we
+model, a modelling choice); ``GET /_emulator/faults/known`` lists them (``FAULTS``);
+``/_emulator/config`` (``card_delay``, ``days_without_settlement_limit``),
 ``/_emulator/clock`` (``advance_seconds``), ``/_emulator/journal`` (``id`` = the ECR id, field 26),
 ``/_emulator/reset``.
 """
@@ -57,10 +63,10 @@ from payments.dualconnector_client import (
 from payments.kkm_emulator import (
     CARD_OPERATIONS,
     FAULT_TARGETS,
-    GUEST_OPERATIONS,
     CardTerminalEmulator,
     Verdict,
     fault_problem,
+    guest_seconds,
 )
 
 DEVICE = "1"
@@ -82,6 +88,24 @@ PROBLEMS: dict[str, tuple[int, str, str]] = {  # problem -> (field 39, host code
     "not_last": (16, "", "Операция не является последней: аварийная отмена невозможна"),
     "nothing_to_reverse": (16, "", "Нет одобренной операции для аварийной отмены"),
     "settlement_fails": (16, "", "Сверка итогов не выполнена: ошибка обмена с банком"),
+    "reversal_refused": (16, "", "Аварийная отмена отклонена терминалом"),
+    # A refused emergency cancel that names a lost operation (26 + 00) says why with a host code the client
+    # can tell apart (modelling choice after ISO 8583: 25 = no such record, 21 = no action taken).
+    "not_received": (16, "25", "Операция с таким номером (поле 26) на терминал не поступала"),
+    "not_approved": (16, "21", "Названная операция не одобрена: отменять нечего"),
+}
+FAULTS: dict[str, str] = {
+    "decline": "следующая операция отклонена банком (39 = 16, код 05)",
+    "insufficient_funds": "следующая оплата отклонена: недостаточно средств (39 = 16, код 51)",
+    "no_connection": "у терминала нет связи с банком: следующая операция (в том числе аварийная отмена) "
+                     "получает 39 = 34, ничего не списано",
+    "memory_full": "память терминала заполнена: следующая оплата отклонена",
+    "settlement_fails": "следующая сверка итогов не выполнена, пакет терминала сохранён",
+    "timeout": "операция выполнена (одобрена; отклонена при \"approved\": false), но ответ не приходит",
+    "lost_response": "операция выполнена, но соединение обрывается без ответа",
+    "reversal_refused": "следующая аварийная отмена отклонена терминалом (39 = 16, ничего не отменено)",
+    "busy": "гость держит терминал {\"seconds\": N} секунд на следующей оплате или возврате; другие запросы "
+            "в это время получают <errorcode>5</errorcode> «Терминал занят другой операцией»",
 }
 # <errorcode> values: the request was not taken.
 BAD_REQUEST, UNKNOWN_OPERATION, BUSY = 4, 3, 5
@@ -97,6 +121,7 @@ class _NotTaken(Exception):
 
 class DualConnectorEmulator(CardTerminalEmulator):
     name = "dualconnector-emulator"
+    faults_known = FAULTS
 
     def __init__(
         self,
@@ -152,8 +177,9 @@ class DualConnectorEmulator(CardTerminalEmulator):
             refusal = book.refusal(dev, operation)
             dev["busy"] = ecr_id or "?"
             self._save()
-        if operation in GUEST_OPERATIONS and not refusal:
-            sleep_unless_stopping(self.card_delay)  # the guest at the PIN pad; the lock is free meanwhile
+        if not refusal:
+            # the guest at the PIN pad; the lock is free meanwhile
+            sleep_unless_stopping(guest_seconds(operation, fault, self.card_delay))
         with self._lock:
             if self.book is not book:  # reset while the guest was at the PIN pad: that terminal is gone
                 raise _NotTaken(BUSY, "Операция прервана: эмулятор сброшен")
@@ -181,7 +207,7 @@ class DualConnectorEmulator(CardTerminalEmulator):
         if operation == "reversal":
             named = self._named_lost_operation(dev, ecr_id, fields) if not (rrn or txn) else None
             if named is not None:
-                return book.reversal(dev, ecr_id, named or None, True, problem)
+                return self._reverse_named(dev, ecr_id, named, problem)
             return book.reversal(dev, ecr_id, original, bool(rrn or txn), problem)
         if operation == "settlement":
             return book.settlement(dev, ecr_id, problem)
@@ -189,12 +215,29 @@ class DualConnectorEmulator(CardTerminalEmulator):
 
     def _named_lost_operation(self, dev: dict[str, Any], ecr_id: str, fields: dict[int, str]) -> dict | None:
         """An emergency cancel with an amount (00) names its operation by ECR id (26) and that amount:
-        returns the transaction ({} when there is no such one), or None for a cancel naming nothing."""
+        returns the transaction with that ECR id ({} when the terminal never had one), or None for a cancel
+        naming nothing. The amount is checked by ``_reverse_named``."""
         raw = fields.get(AMOUNT, "")
         if not raw.isdigit() or int(raw) <= 0:
             return None
         tx = next((tx for tx in reversed(dev["transactions"]) if tx["id"] == ecr_id), None)
-        return tx if tx is not None and tx["amount"] == int(raw) else {}
+        return {**tx, "named_amount": int(raw)} if tx is not None else {}
+
+    def _reverse_named(self, dev: dict[str, Any], ecr_id: str, named: dict, problem: str) -> Verdict:
+        """Reverse the named operation only while it is the terminal's last one. A refusal about that very
+        operation says so with its own host code: never had it (25), it is last and not approved (21); any
+        other refusal (not last any more, another amount, a fault) proves nothing about it."""
+        book = self.book
+        if not problem and not named:
+            problem = "not_received"
+        elif not problem and named["uid"] == dev["last"] and named["amount"] == named["named_amount"]:
+            if named["state"] != "approved":
+                problem = "not_approved"
+        if problem in ("not_received", "not_approved"):
+            book.log_refusal("reversal", dev, ecr_id, 0)
+            return Verdict("failed", problem, None, [book.bank, "АВАРИЙНАЯ ОТМЕНА", "ОТКАЗ"])
+        expected = book.find(dev, uid=named["uid"]) if named and named["amount"] == named["named_amount"] else None
+        return book.reversal(dev, ecr_id, expected, True, problem)
 
     # --- answers --------------------------------------------------------------------------------------------
     def _answer_fields(self, request: dict[int, str], dev: dict[str, Any], verdict: Verdict,

@@ -5,9 +5,14 @@ answer is lost, times out, is unreadable, or says Status 1 (running) / 4 (not st
 ``GetRezult`` with the same IdCommand, every ``poll_interval`` seconds for at most ``poll_for`` seconds,
 until the answer is final (0 done, 2 error, 3 not found). It never re-sends the command itself.
 
-Status 3 from GetRezult ("no such command") is read as DECLINED/NOT_FOUND: KKM Server never received
-that IdCommand, so nothing was charged. The one exception: if KKM Server had already acknowledged the
-command (Status 1 or 4), a later "not found" contradicts it and stays UNKNOWN.
+Status 3 from GetRezult ("no such command") is UNKNOWN/NOT_FOUND, never a decline: KKM Server may lose its
+results when it or the kiosk's PC restarts (PROTOCOLS §2.1), so for a command we sent it proves nothing.
+Only the workflow knows whether a command was ever sent (``CardOperation.sent_at``); it alone may read
+"not found" as "never received" (payments.terminal).
+
+Status 4 ("not started": queued behind another command on the device) is pending, like Status 1: the
+command goes on to run, so its outcome is asked with GetRezult. A command KKM Server refuses because the
+terminal is busy (Status 2 with an error saying so) did not run: DECLINED/BUSY.
 
 Rubles: KKM Server takes ``Amount`` in rubles with two decimals; the conversion is
 ``acquiring.kopecks_to_rubles`` / ``rubles_to_kopecks`` and the JSON is written by ``encode_json`` so the
@@ -75,6 +80,7 @@ decode_json = wirejson.loads
 
 
 _CODE_IN_TEXT = re.compile(r"(?<![\d.,])(\d{2,4})(?![\d.,])")
+_BUSY_TEXT = re.compile(r"занят|busy", re.IGNORECASE)  # "Терминал занят другой операцией", "Device busy"
 
 
 def bank_code_of(data: dict[str, Any]) -> str:
@@ -189,8 +195,9 @@ class KkmServerClient(AcquiringClient):
     def status(self, op_id: str) -> CardResult:
         """One GetRezult: the final result of an earlier command.
 
-        Still running = UNKNOWN/IN_PROGRESS; Status 3 = DECLINED/NOT_FOUND (never received); KKM Server not
-        reachable or refusing the query = UNKNOWN (reason NOT_REACHABLE/REJECTED is about the query here).
+        Still running = UNKNOWN/IN_PROGRESS; Status 3 = UNKNOWN/NOT_FOUND (no record: never received, or lost
+        by a restart; the caller knows which); KKM Server not reachable or refusing the query = UNKNOWN (reason
+        NOT_REACHABLE/REJECTED is about the query here).
         """
         validate_id_command(op_id)
         raw_request, answer = self._get_rezult(op_id, expected_command=None)
@@ -227,22 +234,20 @@ class KkmServerClient(AcquiringClient):
         """Poll GetRezult (bounded) until the command's outcome is final; else the last unclear answer.
 
         A GetRezult that itself fails (refused, timed out, 401) tells nothing about the command: it never
-        replaces what we know, so the result stays UNKNOWN, never "not reachable".
+        replaces what we know, so the result stays UNKNOWN, never "not reachable". Nor does "not found": we
+        sent this command, so KKM Server either has not registered it yet or lost it (a restart).
         """
-        acknowledged = first.pending  # KKM Server has seen the command: a later "not found" is a contradiction
         unclear = first
         deadline = time.monotonic() + self.poll_for
         while time.monotonic() < deadline:
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
             _, polled = self._get_rezult(op_id, expected_command=command)
-            if polled.status == NOT_FOUND and acknowledged:
-                unclear = _Answer(Reason.MALFORMED, raw=polled.raw,
-                                  detail="GetRezult says 'not found' for a command KKM Server had acknowledged")
+            if polled.status == NOT_FOUND:
+                unclear = polled  # UNKNOWN/NOT_FOUND, unless a later poll finds it
                 continue
             if polled.final:
                 return polled
             if polled.pending:
-                acknowledged = True
                 unclear = polled
         if unclear.pending:
             return _Answer(Reason.IN_PROGRESS, unclear.status, unclear.data, unclear.raw, "still running")
@@ -302,9 +307,10 @@ class KkmServerClient(AcquiringClient):
         if answer.status == DONE:
             return Outcome.APPROVED, Reason.OK
         if answer.status == ERROR:
-            return Outcome.DECLINED, Reason.DECLINED
+            busy = _BUSY_TEXT.search(str((answer.data or {}).get("Error") or ""))
+            return Outcome.DECLINED, Reason.BUSY if busy else Reason.DECLINED
         if answer.status == NOT_FOUND:
-            return Outcome.DECLINED, Reason.NOT_FOUND
+            return Outcome.UNKNOWN, Reason.NOT_FOUND
         if answer.reason in (Reason.NOT_REACHABLE, Reason.REJECTED):
             return Outcome.DECLINED, answer.reason
         if answer.pending:

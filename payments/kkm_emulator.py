@@ -35,6 +35,15 @@ Control API (besides ``/_emulator/journal`` and ``/_emulator/reset`` from Emulat
   settlement, check, report), ``device``, ``amount`` (rubles "189.00"), ``rrn``, ``state`` (approved,
   declined, failed), ``batch``, ``id`` (IdCommand), ``time``. TerminalReport is "check", or "report" when
   Detailed.
+  - ``reversal_refused``: the next EmergencyReversal is refused by the terminal (Status 2, nothing reversed).
+  - ``busy`` (``{"seconds": N}``): the next sale or refund holds the terminal N seconds more (a guest slow at
+    the PIN pad, or one whose worker died); every other command meanwhile is refused with Status 2 and
+    "Терминал занят другой операцией", and is not stored under its IdCommand.
+  ``GET /_emulator/faults/known`` lists every fault with what it does (``FAULTS``).
+- ``POST /_emulator/restart {"keep_results": false}``: KKM Server restarts (PROTOCOLS §2.1: results may not
+  survive): commands still running are forgotten and their HTTP answers dropped, stored results too unless
+  ``keep_results`` (default true); GetRezult then answers Status 3 for them. The terminals keep their books:
+  a payment the guest finishes after the restart is on the terminal, its result nowhere in KKM Server.
 - ``POST /_emulator/reset``: a factory-fresh emulator (clock, terminals, journal, card_delay).
 """
 
@@ -64,15 +73,27 @@ from nekassir.emulator_http import (
 from payments.acquiring import InvalidRequest, format_rubles, rubles_to_kopecks
 from payments.kkm_client import MAX_ID_COMMAND, decode_json, encode_json
 
-FAULTS = {
-    "decline", "insufficient_funds", "no_connection", "memory_full", "settlement_fails", "timeout", "lost_response",
+FAULTS: dict[str, str] = {
+    "decline": "следующая операция отклонена банком (код ответа 05)",
+    "insufficient_funds": "следующая оплата отклонена: недостаточно средств (код 51)",
+    "no_connection": "у терминала нет связи с банком: следующая операция (в том числе аварийная отмена) "
+                     "не выполнена, ничего не списано",
+    "memory_full": "память терминала заполнена (Sber 4130): следующая оплата отклонена",
+    "settlement_fails": "следующая сверка итогов не выполнена, пакет терминала сохранён",
+    "timeout": "операция выполнена (одобрена; отклонена при \"approved\": false), но HTTP-ответ не приходит; "
+               "действует и на GetRezult",
+    "lost_response": "операция выполнена, но соединение обрывается без ответа; действует и на GetRezult",
+    "reversal_refused": "следующая аварийная отмена отклонена терминалом (ничего не отменено)",
+    "busy": "гость держит терминал {\"seconds\": N} секунд на следующей оплате или возврате; другие команды "
+            "в это время получают отказ «терминал занят»",
 }
 _DELIVERY = {"timeout", "lost_response"}  # faults about the answer, not the operation
+_TIMING = {"busy"}  # faults about how long the operation runs, not its outcome
 FAULT_TARGETS: dict[str, set[str]] = {
-    "sale": {"decline", "insufficient_funds", "no_connection", "memory_full"} | _DELIVERY,
+    "sale": {"decline", "insufficient_funds", "no_connection", "memory_full", "busy"} | _DELIVERY,
     "cancel": {"decline", "no_connection"} | _DELIVERY,
-    "refund": {"decline", "no_connection"} | _DELIVERY,
-    "reversal": {"no_connection"} | _DELIVERY,
+    "refund": {"decline", "no_connection", "busy"} | _DELIVERY,
+    "reversal": {"no_connection", "reversal_refused"} | _DELIVERY,
     "settlement": {"settlement_fails", "no_connection"} | _DELIVERY,
     "check": {"no_connection"} | _DELIVERY,
     "report": {"no_connection"} | _DELIVERY,
@@ -87,6 +108,17 @@ LOCAL_REFUSALS = {"not_found", "not_sale", "closed_batch", "exceeds"}
 
 
 # --- the terminals' books (shared with the DualConnector emulator) ------------------------------------------
+
+
+def guest_seconds(operation: str, fault: dict[str, Any] | None, card_delay: float) -> float:
+    """How long the guest holds the terminal: ``card_delay`` on guest operations, longer under ``busy``."""
+    seconds = card_delay if operation in GUEST_OPERATIONS else 0.0
+    if fault and fault["fault"] == "busy":
+        extra = fault.get("seconds", 0)
+        if isinstance(extra, bool) or not isinstance(extra, int | float) or extra < 0:
+            extra = 0  # an unusable value: the fault still hits, without a delay
+        seconds += float(extra)
+    return seconds
 
 
 @dataclass
@@ -108,6 +140,8 @@ def fault_problem(operation: str, fault: dict[str, Any] | None) -> str:
     if not fault:
         return ""
     name = fault["fault"]
+    if name in _TIMING:
+        return ""
     if name in _DELIVERY:
         if fault.get("approved", True) is False:
             return "settlement_fails" if operation == "settlement" else "decline"
@@ -332,6 +366,7 @@ ERRORS = {  # Sber-like texts; the client reads the code from the text
     "not_last": "Операция не является последней на терминале: аварийная отмена невозможна",
     "nothing_to_reverse": "Нет одобренной операции для аварийной отмены",
     "settlement_fails": "Сверка итогов не выполнена: ошибка обмена с банком",
+    "reversal_refused": "Аварийная отмена отклонена терминалом",
 }
 
 COMMANDS = {
@@ -437,7 +472,27 @@ class KkmServerEmulator(CardTerminalEmulator):
         days_without_settlement_limit: int = 5,
     ):
         self.users = dict(users or {})
+        self._restarts = 0  # POST /_emulator/restart: answers of commands started before it are never sent
         super().__init__(state_path, card_delay, days_without_settlement_limit)
+
+    def control(self, request: Request, action: str) -> Response | None:
+        if action == "restart" and request.method == "POST":
+            data = request.json() if request.body else {}
+            return json_response(self.restart(keep_results=data.get("keep_results", True) is not False))
+        return super().control(request, action)
+
+    def restart(self, keep_results: bool = True) -> dict[str, Any]:
+        """KKM Server (the service, or the kiosk's PC) restarts: the commands it was running are forgotten
+        (their answers never come), and so are the stored results unless ``keep_results``. The terminals
+        themselves keep their books: a guest at the PIN pad finishes the payment on the terminal."""
+        with self._lock:
+            self._restarts += 1
+            commands = self._commands
+            kept = {k: c for k, c in commands.items() if keep_results and c["status"] != 1}
+            commands.clear()
+            commands.update(kept)
+            self._save()
+            return {"restarted": True, "kept_results": len(kept)}
 
     def _recover(self, data: dict[str, Any]) -> dict[str, Any]:
         for command in data.setdefault("commands", {}).values():
@@ -507,18 +562,25 @@ class KkmServerEmulator(CardTerminalEmulator):
             self._commands[id_command] = {"fingerprint": fingerprint, "device": device_name, "status": 1,
                                           "response": self._running(command, id_command)}
             dev["busy"] = id_command
+            started_in = self._restarts
             self._save()
-        if operation in GUEST_OPERATIONS and not refusal:
-            sleep_unless_stopping(self.card_delay)  # the guest at the PIN pad; the lock is free meanwhile
+        if not refusal:
+            # the guest at the PIN pad; the lock is free meanwhile
+            sleep_unless_stopping(guest_seconds(operation, fault, self.card_delay))
         with self._lock:
             if self.book is not book:  # reset while the guest was at the PIN pad: that terminal is gone
                 raise _Refused("Операция прервана: эмулятор сброшен")
             try:
                 response = self._perform(operation, command, id_command, device_name, body, amount, fault, refusal)
-                self._commands[id_command].update(status=response["Status"], response=response)
+                if self._restarts == started_in:
+                    self._commands[id_command].update(status=response["Status"], response=response)
             finally:
                 dev["busy"] = None
                 self._save()
+        if self._restarts != started_in:
+            # KKM Server restarted meanwhile: the terminal finished the operation, but the service that
+            # would answer (and remember the result) is a new one.
+            return lost_answer()
         return self._deliver(response, fault)
 
     def _perform(self, operation: str, command: str, id_command: str, device_name: str, body: dict[str, Any],

@@ -5,14 +5,39 @@ Every call is a ``CardOperation`` row saved with our op id *before* the terminal
 what an earlier process left unresolved, exactly as PROTOCOLS.md §2.3 says:
 
 1. ask the terminal for the result by our id (KKM Server GetRezult): a final approved answer means
-   the operation happened; a final declined one means it did not;
+   the operation happened; a final declined one (Status 2) means it did not. "Not found" (Status 3) means
+   "never received" only for an operation never sent (no ``sent_at``): KKM Server may lose its results in a
+   restart, so for one that was sent it stays unknown;
 2. still unknown (or no status query: DualConnector) → emergency reversal of the terminal's last
    operation, which is ours if it reached the terminal at all, because nothing else touched the terminal
-   since (we hold the lock). A request saved as sent may never have left (kill -9 in between): the
-   reversal names the lost operation (DualConnector: its ECR id and amount), so the terminal refuses
-   rather than cancel the payment before it; a refusal means ours did not happen;
+   since (we hold the lock);
 3. if even that is unclear, the terminal stays blocked (``TerminalUnresolved``): no sale, no
-   settlement (a settlement would close the batch and remove the reversal option).
+   settlement (a settlement would close the batch and remove the reversal option); the operation is
+   UNKNOWN, the kiosk takes no new order (``card_unavailable``), and recovery tries again with backoff
+   (``resolve_attempts``, ``next_resolve_at``) until the terminal answers or a manager resolves it by hand.
+
+"Not charged" (DECLINED) only on positive evidence about *that* operation (DESIGN.md): a final GetRezult
+for its IdCommand, an approved reversal of it, or an operation never sent (PENDING; or its own request
+never opened a connection / was refused with 401 before anything ran, recorded by ``perform``). Whatever
+happens *while resolving* is no evidence: a reversal declined, refused, answered Status 2 or 34/53, an
+``<errorcode>``, KKM Server unreachable or answering 401, a timeout, a busy terminal. The operation stays
+unknown; before this rule a refused reversal (no bank link) annulled an order whose sale the terminal
+kept approved.
+
+Two refusals of a reversal *are* about the operation, because the DualConnector reversal names the lost
+operation (ECR id 26 + amount 00) and the terminal answers with its own host code (payments.
+dualconnector_client): "the terminal never had that ECR id" (NOT_RECEIVED: a request saved as sent that
+never left, kill -9 in between — it used to be read from any refusal, now only from this one), and "that
+operation is my last and was not approved" (NOT_APPROVED). Both are statements about that very operation:
+one that reached the terminal would be in its journal, and under our lock nothing ran after it. A refusal
+because the named operation is no longer the last one proves nothing (it did reach the terminal) and stays
+unknown. Likewise an approved reversal whose answer shows it cancelled *another* operation of ours (a
+terminal that ignores the naming, KKM Server's unnamed reversal) proves ours never became the last one.
+
+A terminal answering "busy" under our own lock can only be running an operation of ours that a dead worker
+left (a guest still at the PIN pad): a reversal answered busy leaves that operation unknown (resolved once
+the guest is done), and a new sale answered busy did not run; the checkout waits and sends no new sale
+until everything earlier is resolved — nothing is ever queued behind it.
 """
 
 from __future__ import annotations
@@ -23,11 +48,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields as dc_fields
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from fiscal.models import Shift
+from nekassir.addresses import without_credentials
 from nekassir.events import record_event
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk, TerminalTransport
@@ -45,6 +72,10 @@ from payments.kkm_client import KkmServerClient
 from payments.models import CardOperation
 
 log = logging.getLogger(__name__)
+
+# Refusals of a reversal naming a lost operation that are answers about that very operation (see above).
+_NOT_CHARGED_BY_REVERSAL = {Reason.NOT_RECEIVED: "терминал не получал эту операцию",
+                            Reason.NOT_APPROVED: "операция на терминале не одобрена"}
 
 _STATE_BY_OUTCOME = {
     Outcome.APPROVED: CardOperation.State.APPROVED,
@@ -76,9 +107,10 @@ def new_op_id() -> str:
 
 
 def terminal_lock_key(kiosk: Kiosk) -> str:
+    # Without credentials: the key is stored and listed, and the same terminal is one lock either way.
     if kiosk.terminal_transport == TerminalTransport.DUALCONNECTOR:
-        return f"terminal:dc:{kiosk.dc_url.rstrip('/')}"
-    return f"terminal:kkm:{kiosk.kkm_url.rstrip('/')}#{kiosk.kkm_device_number}"
+        return f"terminal:dc:{without_credentials(kiosk.dc_url).rstrip('/')}"
+    return f"terminal:kkm:{without_credentials(kiosk.kkm_url).rstrip('/')}#{kiosk.kkm_device_number}"
 
 
 def make_acquirer(kiosk: Kiosk) -> AcquiringClient:
@@ -95,6 +127,20 @@ def make_acquirer(kiosk: Kiosk) -> AcquiringClient:
 
 
 current_shift = Shift.current  # card operations are reconciled with the shift open at their time
+
+
+def unresolved_money_operation(kiosk: Kiosk) -> CardOperation | None:
+    """The card operation whose outcome is still unknown after an attempt to resolve it (or whose answer was
+    just lost): while there is one, the kiosk takes no new order (API 503 ``card_unavailable``)."""
+    unknown = CardOperation.objects.filter(kiosk=kiosk, state=CardOperation.State.UNKNOWN,
+                                           kind__in=CardOperation.MONEY_KINDS)
+    return unknown.order_by("id").first()
+
+
+def resolve_retry_delay(attempts: int) -> float:
+    """Backoff between automatic attempts to resolve an unknown operation: 30 s, 60 s, … up to 15 min."""
+    base = getattr(settings, "TERMINAL_RESOLVE_RETRY_BASE", 30.0)
+    return min(getattr(settings, "TERMINAL_RESOLVE_RETRY_MAX", 900.0), base * 2 ** min(max(attempts - 1, 0), 10))
 
 
 class TerminalSession:
@@ -208,19 +254,35 @@ class TerminalSession:
         """Resolve every operation left pending/sent/unknown on this kiosk's terminal, oldest first."""
         resolved = []
         for op in CardOperation.objects.filter(kiosk=self.kiosk, state__in=CardOperation.UNRESOLVED).order_by("id"):
-            resolved.append(self.resolve(op))
+            op.refresh_from_db()  # resolving an earlier operation may have settled this one (its reversal)
+            if op.unresolved:
+                resolved.append(self.resolve(op))
         return resolved
 
     def resolve(self, op: CardOperation) -> CardOperation:
         if op.state == CardOperation.State.PENDING:
             # Saved but never sent (the process died before the call): nothing reached the terminal.
             return self._finish(op, CardOperation.State.DECLINED, "не отправлялась: процесс остановился до вызова")
+        try:
+            return self._resolve_sent(op)
+        except TerminalUnresolved as exc:
+            self._still_unknown(op, exc)
+            raise
+
+    def _resolve_sent(self, op: CardOperation) -> CardOperation:
         if self.client.supports_status:
+            reversed_by = self._earlier_reversal_done(op)
+            if reversed_by is not None:
+                return self._finish(op, CardOperation.State.REVERSED, f"аварийно отменена ({reversed_by.op_id})")
             answer = self._status_when_done(op)
+            if answer.reason is Reason.NOT_FOUND and op.sent_at is None:
+                # An old row never marked as sent: KKM Server has no record because it never got it.
+                return self._finish(op, CardOperation.State.DECLINED, "GetRezult: не найдена, не отправлялась")
             if not answer.unknown:
                 self.record(op, answer)
                 op.resolution = "результат получен запросом статуса (GetRezult)"
                 op.save(update_fields=["resolution"])
+                self._close_earlier_reversals(op, op.resolution)
                 return op
         if op.kind not in CardOperation.MONEY_KINDS:
             # A settlement or check moves no money and is safe to repeat: record it as not confirmed.
@@ -247,6 +309,7 @@ class TerminalSession:
         reversal = self.create(CardOperation.Kind.REVERSAL, op.amount_kopecks, original=op)
         reversal = self.perform(reversal)
         if reversal.state == CardOperation.State.APPROVED:
+            self._close_earlier_reversals(op, f"не выполнена: операцию отменила аварийная отмена {reversal.op_id}")
             other = self._other_operation_reversed(op, reversal)
             if other is not None:
                 # The terminal cancelled an operation it had answered: ours never reached it.
@@ -254,11 +317,54 @@ class TerminalSession:
                              f"при разрешении {op.op_id}: деньги вернулись гостю")
                 return self._finish(op, CardOperation.State.DECLINED, "не дошла до терминала")
             return self._finish(op, CardOperation.State.REVERSED, f"аварийно отменена ({reversal.op_id})")
-        if reversal.state == CardOperation.State.DECLINED:
-            # The terminal has nothing approved to reverse: our operation did not go through.
-            note = f"аварийная отмена не нашла операции ({reversal.op_id})"
-            return self._finish(op, CardOperation.State.DECLINED, note)
-        raise TerminalUnresolved(f"{self.kiosk.code}: операция {op.op_id} не разрешена, терминал заблокирован", op)
+        evidence = _NOT_CHARGED_BY_REVERSAL.get(reversal.reason)  # StrEnum keys: the stored string finds them
+        if reversal.state == CardOperation.State.DECLINED and evidence:
+            # The terminal's answer about this very operation (the reversal named it): nothing was charged.
+            self._close_earlier_reversals(op, f"не выполнена: {evidence}")
+            return self._finish(op, CardOperation.State.DECLINED, f"{evidence} (аварийная отмена {reversal.op_id})")
+        if reversal.reason == Reason.BUSY:
+            raise TerminalUnresolved(f"{self.kiosk.code}: терминал занят операцией {op.op_id}: она ещё выполняется "
+                                     f"(гость у терминала); разрешим, когда терминал освободится", op)
+        why = reversal.message or reversal.get_state_display()
+        raise TerminalUnresolved(f"{self.kiosk.code}: исход операции {op.op_id} неизвестен, аварийная отмена не "
+                                 f"выполнена ({why}); терминал заблокирован до выяснения", op)
+
+    def _earlier_reversal_done(self, op: CardOperation) -> CardOperation | None:
+        """Before trusting GetRezult about ``op``, settle the reversals of it whose outcome is unknown: one
+        that went through means ``op`` is reversed, whatever GetRezult says about the sale itself."""
+        pending = op.follow_ups.filter(kind=CardOperation.Kind.REVERSAL, state__in=CardOperation.UNRESOLVED)
+        for reversal in pending.order_by("id"):
+            answer = self._status_when_done(reversal)
+            if answer.unknown:
+                raise TerminalUnresolved(f"{self.kiosk.code}: аварийная отмена {reversal.op_id} с неизвестным "
+                                         f"исходом", op)
+            self.record(reversal, answer)
+            CardOperation.objects.filter(pk=reversal.pk).update(resolution="результат получен запросом статуса")
+            if reversal.state == CardOperation.State.APPROVED:
+                return reversal
+        return None
+
+    def _close_earlier_reversals(self, op: CardOperation, resolution: str) -> None:
+        """Reversals of ``op`` whose outcome was unknown, now that ``op`` itself is known: a later approved
+        reversal or a final answer about ``op`` shows that they did not reverse it."""
+        op.follow_ups.filter(kind=CardOperation.Kind.REVERSAL, state__in=CardOperation.UNRESOLVED).update(
+            state=CardOperation.State.DECLINED, resolution=resolution[:255], finished_at=timezone.now())
+
+    def _still_unknown(self, op: CardOperation, exc: TerminalUnresolved) -> None:
+        """Resolution failed: the operation is UNKNOWN (the kiosk takes no new order), recovery tries again
+        after a backoff, and the first failure is journaled for the venue page and the alerts."""
+        attempts = op.resolve_attempts + 1
+        retry_at = timezone.now() + timedelta(seconds=resolve_retry_delay(attempts))
+        CardOperation.objects.filter(pk=op.pk).update(state=CardOperation.State.UNKNOWN, resolve_attempts=attempts,
+                                                      next_resolve_at=retry_at)
+        op.state, op.resolve_attempts, op.next_resolve_at = CardOperation.State.UNKNOWN, attempts, retry_at
+        log.warning("kiosk=%s terminal %s %s still unknown (attempt %s): %s", self.kiosk.code, op.kind, op.op_id,
+                    attempts, exc)
+        if attempts == 1:
+            record_event("terminal.unresolved", kiosk=self.kiosk, object_ref=op.reference or f"card:{op.op_id}",
+                         message=f"Исход операции «{op.get_kind_display()}» на {op.amount} руб. неизвестен: "
+                                 f"терминал не принимает новых оплат до выяснения. {exc}",
+                         data={"op_id": op.op_id, "kind": op.kind})
 
     def _other_operation_reversed(self, op: CardOperation, reversal: CardOperation) -> CardOperation | None:
         """A terminal that ignores what the reversal names may still cancel another operation of ours: its

@@ -172,14 +172,52 @@ def test_a_reversal_naming_a_lost_sale_cancels_only_that_sale(dc, dc_emulator):
     earlier = approved_sale(dc, "sale-1")
     never_sent = dc.emergency_reversal("rev-1", lost=LostOperation("sale-2", 18900))
     assert never_sent.outcome is Outcome.DECLINED
+    assert never_sent.reason is Reason.NOT_RECEIVED and never_sent.bank_code == "25"  # about that very sale
     dc_emulator.fault("lost_response")
     assert dc.sale("sale-3", 18900, "A-3").outcome is Outcome.UNKNOWN
     wrong_amount = dc.emergency_reversal("rev-2", lost=LostOperation("sale-3", 100))
     reached = dc.emergency_reversal("rev-3", lost=LostOperation("sale-3", 18900))
-    assert wrong_amount.outcome is Outcome.DECLINED
+    assert wrong_amount.outcome is Outcome.DECLINED and wrong_amount.reason is Reason.DECLINED  # proves nothing
     assert reached.outcome is Outcome.APPROVED and reached.rrn != earlier.rrn
     assert [(e["operation"], e["state"], e["rrn"]) for e in dc_emulator.journal()][-1] == (
         "reversal", "approved", reached.rrn)
+    again = dc.emergency_reversal("rev-4", lost=LostOperation("sale-3", 18900))
+    assert again.outcome is Outcome.DECLINED and again.reason is Reason.DECLINED  # reached, no longer last
+
+
+def test_refusals_of_a_named_reversal_say_whether_they_are_about_that_operation(dc, dc_emulator):
+    """Only "never had it" (25) and "it is last and not approved" (21) are answers about the named
+    operation; a refusal for want of a bank link or by the terminal is not."""
+    dc_emulator.fault("lost_response", approved=False)
+    assert dc.sale("sale-1", 18900, "A-1").outcome is Outcome.UNKNOWN
+    not_approved = dc.emergency_reversal("rev-1", lost=LostOperation("sale-1", 18900))
+    assert not_approved.declined and not_approved.reason is Reason.NOT_APPROVED and not_approved.bank_code == "21"
+
+    dc_emulator.fault("lost_response")
+    assert dc.sale("sale-2", 18900, "A-2").outcome is Outcome.UNKNOWN
+    for fault, status in (("no_connection", "34"), ("reversal_refused", "16")):
+        dc_emulator.fault(fault)
+        refused = dc.emergency_reversal(f"rev-{fault}", lost=LostOperation("sale-2", 18900))
+        assert refused.declined and refused.reason is Reason.DECLINED, fault
+        assert f'<field id="39">{status}</field>' in refused.raw_response
+    assert dc.emergency_reversal("rev-2", lost=LostOperation("sale-2", 18900)).approved
+
+
+def test_a_request_while_the_terminal_is_busy_is_refused_as_busy(dc_emulator):
+    dc_emulator.fault("busy", seconds=0.8)
+    slow = DualConnectorClient(dc_emulator.url, timeout=0.2, guest_timeout=0.2).sale("sale-1", 18900, "A-1")
+    busy = DualConnectorClient(dc_emulator.url, timeout=0.5).emergency_reversal(
+        "rev-1", lost=LostOperation("sale-1", 18900))
+
+    assert slow.outcome is Outcome.UNKNOWN and slow.reason is Reason.TIMEOUT
+    assert busy.declined and busy.reason is Reason.BUSY and busy.bank_code == "5"
+    assert dc_emulator.journal() == []  # the sale is still running, the reversal never ran
+
+
+def test_every_fault_is_listed_with_what_it_does(dc_emulator):
+    known = dc_emulator.control.get("/_emulator/faults/known").json()
+    assert {"busy", "reversal_refused", "no_connection", "timeout", "lost_response"} <= set(known)
+    assert all(isinstance(text, str) and text for text in known.values())
 
 
 # --- cancel, refund, settlement -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from decimal import Decimal
 
 import httpx
@@ -177,7 +178,72 @@ def test_status_query(kkm, kkm_emulator):
     assert kkm.status("sale-1").outcome is Outcome.APPROVED
     assert kkm.status("sale-1").reference == sale.reference
     never_sent = kkm.status("never-sent")
-    assert never_sent.outcome is Outcome.DECLINED and never_sent.reason is Reason.NOT_FOUND
+    # "no record" only: whether that proves "never received" depends on whether we sent it (the workflow knows)
+    assert never_sent.outcome is Outcome.UNKNOWN and never_sent.reason is Reason.NOT_FOUND
+
+
+# --- KKM Server restarts, a busy terminal (issue 11 items 2 and 9) ------------------------------------------
+
+
+def restart(emulator, keep_results: bool) -> dict:
+    answer = emulator.control.post("/_emulator/restart", json={"keep_results": keep_results})
+    answer.raise_for_status()
+    return answer.json()
+
+
+def test_a_restart_that_loses_the_results_makes_get_rezult_unknown(kkm, kkm_emulator):
+    approved_sale(kkm, "sale-1")
+    restart(kkm_emulator, keep_results=True)
+    assert kkm.status("sale-1").outcome is Outcome.APPROVED  # results kept
+
+    assert restart(kkm_emulator, keep_results=False) == {"restarted": True, "kept_results": 0}
+    lost = kkm.status("sale-1")
+    assert lost.outcome is Outcome.UNKNOWN and lost.reason is Reason.NOT_FOUND  # sent, then forgotten
+    assert kkm_emulator.journal()[0]["state"] == "approved"  # the terminal still has the payment
+
+
+def test_a_restart_during_a_sale_drops_its_answer_and_the_terminal_still_charges(kkm_emulator):
+    kkm_emulator.fault("busy", seconds=0.6)  # the guest is still at the PIN pad when KKM Server restarts
+    client = make_client(kkm_emulator, guest_timeout=0.2, poll_for=0.1)
+    unclear = client.sale("sale-1", 18900, "A-1")
+    assert unclear.outcome is Outcome.UNKNOWN and unclear.reason is Reason.IN_PROGRESS
+    restart(kkm_emulator, keep_results=False)
+    deadline = time.monotonic() + 10
+    while not kkm_emulator.journal():  # the guest finishes on the terminal
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    after = make_client(kkm_emulator, poll_for=0.2).status("sale-1")
+    assert after.outcome is Outcome.UNKNOWN and after.reason is Reason.NOT_FOUND
+    assert kkm_emulator.journal()[0]["state"] == "approved"
+
+
+def test_a_command_sent_while_the_terminal_is_busy_is_refused_as_busy(kkm_emulator):
+    kkm_emulator.fault("busy", seconds=0.8)
+    slow = make_client(kkm_emulator, guest_timeout=0.1, poll_for=0.1).sale("sale-1", 18900, "A-1")
+    busy = make_client(kkm_emulator).emergency_reversal("rev-1")
+
+    assert slow.outcome is Outcome.UNKNOWN
+    assert busy.outcome is Outcome.DECLINED and busy.reason is Reason.BUSY and "занят" in busy.message
+    assert make_client(kkm_emulator, poll_for=3.0).status("rev-1").reason is Reason.NOT_FOUND  # never ran
+
+
+def test_reversal_refused_and_no_connection_hit_emergency_reversals(kkm, kkm_emulator):
+    approved_sale(kkm, "sale-1")
+    kkm_emulator.fault("reversal_refused")
+    kkm_emulator.fault("no_connection")
+
+    refused, no_bank = kkm.emergency_reversal("rev-1"), kkm.emergency_reversal("rev-2")
+
+    assert refused.outcome is Outcome.DECLINED and "отклонена" in refused.message
+    assert no_bank.outcome is Outcome.DECLINED and "Нет связи" in no_bank.message
+    assert kkm.emergency_reversal("rev-3").approved  # the sale was still there to reverse
+
+
+def test_every_fault_is_listed_with_what_it_does(kkm_emulator):
+    known = kkm_emulator.control.get("/_emulator/faults/known").json()
+    assert {"busy", "reversal_refused", "no_connection", "timeout", "lost_response"} <= set(known)
+    assert all(isinstance(text, str) and text for text in known.values())
 
 
 def test_status_query_that_cannot_reach_kkm_server_is_unknown():

@@ -18,6 +18,9 @@ from nekassir.models import Order
 
 router = Router(tags=["orders"])
 
+CARD_UNAVAILABLE_MESSAGE = ("Оплата картой на этом киоске временно недоступна: проверяем результат предыдущей "
+                            "оплаты. Заказ не принят, обратитесь к сотруднику.")
+
 _ORDER_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -29,7 +32,7 @@ _ORDER_BODY_DOC = {
 @router.post(
     "/orders",
     response={200: OrderStatusOut, 201: OrderStatusOut, 400: ErrorOut, 401: ErrorOut, 409: ErrorOut,
-              413: ErrorOut, 415: ErrorOut, 422: ErrorOut},
+              413: ErrorOut, 415: ErrorOut, 422: ErrorOut, 503: ErrorOut},
     summary="Принять заказ киоска (идемпотентно по id)",
     description=(
         "201 — новый заказ принят, его оплата картой начинается сразу. 200 — тот же id с тем же телом: "
@@ -37,7 +40,8 @@ _ORDER_BODY_DOC = {
         "(проверяется раньше всех остальных проверок тела). 422 `validation_error` — тело не соответствует "
         "схеме, поля в `error.details`. 422 `vat_not_allowed` — ставка НДС позиции или модификатора не подходит "
         "для системы налогообложения киоска на дату продажи (позиции названы в `error.details`: `field`, "
-        "`line`, `product_id`). 400 — тело не JSON-объект."
+        "`line`, `product_id`). 400 — тело не JSON-объект. 503 `card_unavailable` — оплата картой на этом "
+        "киоске сейчас невозможна: исход прошлой операции терминала ещё не выяснен; заказ не сохранён."
     ),
     openapi_extra=_ORDER_BODY_DOC,
 )
@@ -49,8 +53,18 @@ def post_order(request: HttpRequest):
     if order is not None:
         return Status(200, order_status_json(order))
     data = validate_order(body, kiosk)
+    refuse_while_card_unavailable(kiosk)
     order, created = create_order(kiosk, data, body, digest)
     return Status(201 if created else 200, order_status_json(order))
+
+
+def refuse_while_card_unavailable(kiosk) -> None:
+    """A card operation of this kiosk's terminal has an unknown outcome: the terminal takes no new sale until
+    it is resolved (payments.terminal), so a new order is refused before anything is saved."""
+    from payments.terminal import unresolved_money_operation  # the workflow, only when an order is placed
+
+    if unresolved_money_operation(kiosk) is not None:
+        raise ApiError(503, "card_unavailable", CARD_UNAVAILABLE_MESSAGE)
 
 
 @router.get(

@@ -1,0 +1,184 @@
+"""Issue 11 items 1, 2, 9: "not charged" only on positive evidence about that very card operation.
+
+Everything that happens while an unknown operation is resolved (a reversal refused or declined, no bank link,
+KKM Server restarted and its results lost, the terminal busy with a sale whose worker died) leaves it unknown:
+the order waits as needs_attention, the kiosk takes no new order (503 ``card_unavailable``), and recovery tries
+again until the terminal says what happened. End to end, against the emulators over real HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nekassir.checkout import run_checkout
+from nekassir.models import Order
+from nekassir.recovery import recover, resolve_terminal
+from payments.models import CardOperation
+from payments.terminal import TerminalUnresolved, terminal_session
+from tests.venue import DEFAULT_LINES, build_venue, order_body, place_order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+State = CardOperation.State
+
+
+@pytest.fixture
+def venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator, settings):
+    settings.TERMINAL_HTTP_TIMEOUT = 0.4
+    settings.TERMINAL_GUEST_TIMEOUT = 0.4
+    settings.TERMINAL_POLL_FOR = 0.3
+    return build_venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator)
+
+
+def card_ops(emulator) -> list[tuple[str, str]]:
+    return [(e["operation"], e["state"]) for e in emulator.journal()]
+
+
+def receipts(venue, device: str) -> list[str]:
+    return [d["type"] for d in venue.atol.journal() if d["device"] == device and d["type"] in ("sell", "sellReturn")]
+
+
+def post(client, venue, kiosk: str):
+    return client.post("/api/v1/orders", order_body(*DEFAULT_LINES), content_type="application/json",
+                       headers={"Authorization": f"Bearer {venue.tokens[kiosk]}"})
+
+
+def assert_blocked(client, venue, order: Order, kiosk: str, *refusals: str) -> None:
+    """The order waits for a person, the terminal takes nothing new, the kiosk's next order is refused.
+    ``refusals``: faults armed again so that the terminal still refuses when the test asks it."""
+    order.refresh_from_db()
+    assert order.status == Order.Status.NEEDS_ATTENTION and order.step == Order.Step.CARD, (order.status, order.step)
+    assert order.card_sale.state == State.UNKNOWN
+    emulator = venue.kkm if kiosk == "K1" else venue.dc
+    for fault in refusals:
+        emulator.fault(fault)
+    with pytest.raises(TerminalUnresolved), terminal_session(order.kiosk):
+        pass
+    orders = Order.objects.count()
+    answer = post(client, venue, kiosk)
+    assert answer.status_code == 503, answer.content
+    assert answer.json()["error"]["code"] == "card_unavailable" and answer.json()["error"]["message"]
+    assert Order.objects.count() == orders  # nothing saved
+
+
+def wait_for_journal(emulator, operation: str, seconds: float = 15.0) -> None:
+    """Wait (bounded) until the emulated terminal has finished an operation still running on it."""
+    deadline = time.monotonic() + seconds
+    while not any(e["operation"] == operation for e in emulator.journal()):
+        assert time.monotonic() < deadline, f"the terminal never finished its {operation}"
+        time.sleep(0.05)
+
+
+# --- item 1: the DualConnector case of the issue, and its KKM Server twin ---------------------------------------
+@pytest.mark.parametrize("refusal", ["no_connection", "reversal_refused"])
+def test_dualconnector_lost_sale_with_a_refused_reversal_waits_then_is_reversed(client, venue, refusal):
+    """Issue 11: on K2 the sale's answer is lost, the emergency reversal is refused for want of a bank link;
+    the order used to end cancelled, its receipt annulled, while the terminal kept the sale approved."""
+    venue.dc.fault("lost_response")  # the sale is approved, its answer never arrives
+    venue.dc.fault(refusal)  # the emergency reversal is refused (status 34 / 16)
+    order = place_order(client, venue, kiosk="K2")
+    assert card_ops(venue.dc) == [("sale", "approved"), ("reversal", "failed")]
+    assert_blocked(client, venue, order, "K2", refusal)
+    assert receipts(venue, "K2") == ["sell"]  # not annulled while the money may be taken
+
+    assert resolve_terminal(order.kiosk.pk) == "resolved"  # the terminal answers again
+    run_checkout(str(order.pk))
+    order.refresh_from_db()
+    assert order.card_sale.state == State.REVERSED
+    assert order.status == Order.Status.CANCELLED  # annulled with the money given back
+    assert card_ops(venue.dc) == [("sale", "approved"), ("reversal", "failed"), ("reversal", "failed"),
+                                  ("reversal", "approved")]
+    assert receipts(venue, "K2") == ["sell", "sellReturn"]
+    assert post(client, venue, "K2").status_code == 201  # the kiosk takes orders again
+
+
+def test_kkm_lost_sale_with_a_refused_reversal_completes_once_get_rezult_answers(client, venue):
+    venue.kkm.fault("timeout", count=3)  # the sale, the client's GetRezult and the resolution's GetRezult hang
+    venue.kkm.fault("no_connection")  # the emergency reversal: no bank link (Status 2)
+    order = place_order(client, venue, kiosk="K1")
+    assert card_ops(venue.kkm) == [("sale", "approved"), ("reversal", "failed")]
+    assert_blocked(client, venue, order, "K1", "timeout", "no_connection")
+
+    assert resolve_terminal(order.kiosk.pk) == "resolved"  # GetRezult answers: the sale was approved
+    run_checkout(str(order.pk))
+    order.refresh_from_db()
+    assert order.card_sale.state == State.APPROVED and "GetRezult" in order.card_sale.resolution
+    assert order.status == Order.Status.COMPLETED
+    assert receipts(venue, "K1") == ["sell"] and len(venue.iiko.journal()) == 1
+
+
+def test_recovery_retries_an_unresolved_operation_with_backoff(client, venue):
+    venue.dc.fault("lost_response")
+    venue.dc.fault("no_connection", count=2)  # the reversal in the checkout, and recovery's first try
+    order = place_order(client, venue, kiosk="K2")
+    sale = order.card_sale
+    sale.refresh_from_db()
+    assert sale.state == State.UNKNOWN and sale.resolve_attempts == 1 and sale.next_resolve_at is not None
+
+    CardOperation.objects.filter(pk=sale.pk).update(next_resolve_at=None)  # its time has come
+    assert recover()["terminals"] == 1  # tried again: refused again
+    sale.refresh_from_db()
+    assert sale.state == State.UNKNOWN and sale.resolve_attempts == 2
+    assert recover()["terminals"] == 0  # not before its next try
+    CardOperation.objects.filter(pk=sale.pk).update(next_resolve_at=None)
+    assert recover()["terminals"] == 1
+    sale.refresh_from_db()
+    assert sale.state == State.REVERSED
+
+
+# --- item 2: KKM Server restarted, its results lost ----------------------------------------------------------
+def restart_kkm(venue, keep_results: bool = False) -> None:
+    venue.kkm.control.post("/_emulator/restart", json={"keep_results": keep_results}).raise_for_status()
+
+
+def test_get_rezult_not_found_after_a_restart_is_unknown_not_declined(client, venue):
+    venue.kkm.fault("timeout", count=2)  # the sale is approved, its answer and the first GetRezult hang
+    with terminal_session(venue.kiosks["K1"]) as session:
+        sale = session.sale(18900, "K1-001", reference="order:test")
+    assert sale.state == State.UNKNOWN
+    restart_kkm(venue)  # KKM Server forgets every IdCommand; the terminal keeps its sale
+    venue.kkm.fault("no_connection")  # and the reversal finds no bank link
+    with pytest.raises(TerminalUnresolved), terminal_session(venue.kiosks["K1"]):
+        pass
+    sale.refresh_from_db()
+    assert sale.state == State.UNKNOWN  # "not found" of a command we sent proves nothing
+    with terminal_session(venue.kiosks["K1"]):
+        pass
+    sale.refresh_from_db()
+    assert sale.state == State.REVERSED
+    assert card_ops(venue.kkm) == [("sale", "approved"), ("reversal", "failed"), ("reversal", "approved")]
+
+
+def test_get_rezult_not_found_for_a_command_never_sent_is_declined(venue):
+    with terminal_session(venue.kiosks["K1"]) as session:
+        op = session.create(CardOperation.Kind.SALE, 18900)
+    CardOperation.objects.filter(pk=op.pk).update(state=State.SENT)  # an old row: no sent_at
+    with terminal_session(venue.kiosks["K1"]):
+        pass
+    op.refresh_from_db()
+    assert op.state == State.DECLINED and card_ops(venue.kkm) == []
+
+
+# --- item 9: a terminal busy with a sale whose worker gave up ------------------------------------------------
+@pytest.mark.parametrize("kiosk", ["K1", "K2"])
+def test_a_busy_terminal_finishes_the_earlier_sale_first_and_queues_no_other(client, venue, kiosk):
+    emulator = venue.kkm if kiosk == "K1" else venue.dc
+    emulator.fault("busy", seconds=4)  # the guest stays at the PIN pad 4 s: our client gives up first
+    if kiosk == "K1":
+        venue.kkm.fault("timeout", count=2)  # GetRezult does not answer twice: the reversal is tried
+    order = place_order(client, venue, kiosk=kiosk)
+    assert_blocked(client, venue, order, kiosk)
+    wait_for_journal(emulator, "sale")  # the guest has finished
+    assert [op for op in card_ops(emulator) if op[0] == "sale"] == [("sale", "approved")]
+
+    assert resolve_terminal(order.kiosk.pk) == "resolved"
+    run_checkout(str(order.pk))
+    order.refresh_from_db()
+    sales = [op for op in card_ops(emulator) if op[0] == "sale"]
+    assert sales == [("sale", "approved")]  # no second sale was ever queued behind it
+    if kiosk == "K1":
+        assert order.status == Order.Status.COMPLETED and order.card_sale.state == State.APPROVED
+    else:
+        assert order.status == Order.Status.CANCELLED and order.card_sale.state == State.REVERSED
+        assert card_ops(emulator)[-1] == ("reversal", "approved")
