@@ -43,11 +43,14 @@ def venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator, settings):
     return venue
 
 
-def make_user(username: str, *codenames: str) -> User:
+def make_user(username: str, *codenames: str, reads: bool = True) -> User:
+    """A panel account in a group of its own with ``codenames``; it reads the panel (``view_order``, which every
+    panel page needs) unless ``reads=False``."""
     user = User.objects.create_user(username, password="pass-" + username)
-    if codenames:
+    reading = Permission.objects.filter(codename="view_order", content_type__app_label="nekassir") if reads else []
+    if codenames or reads:
         group, _ = Group.objects.get_or_create(name=f"group-{username}")
-        group.permissions.set(Permission.objects.filter(codename__in=codenames))
+        group.permissions.set([*Permission.objects.filter(codename__in=codenames), *reading])
         user.groups.add(group)
     return user
 

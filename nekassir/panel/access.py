@@ -3,6 +3,10 @@
 A page is served either to a logged-in manager (every kiosk, Django permissions) or to a kiosk's own
 browser unlocked with that kiosk's PIN (the embed: that kiosk only, no named user). Views receive the
 scope and fetch objects only through the helpers below, so no view forgets the kiosk restriction.
+
+Reading is a right of its own: a login alone shows nothing (an account made for something else, or left
+without groups, must not read guests' orders, card data and shift totals). Every manager page needs
+``READ``; support staff who only hold ``CHANGE_KIOSK`` may open «Проверить связь» and follow those checks.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ XREPORT = "fiscal.print_xreport"
 PRINT_COPY = "fiscal.print_copy"
 RESEND = "nekassir.change_order"
 CHANGE_KIOSK = "nekassir.change_kiosk"  # support staff: the kiosk's settings and «Проверить связь»
+READ = "nekassir.view_order"  # every manager page: orders, shifts, the journal, the venue
+# Manager pages (URL names) that support staff (CHANGE_KIOSK without READ) may open: the admin's
+# «Проверить связь» and the page following it (``Scope.events`` then holds those checks only).
+SUPPORT_PAGES = frozenset({"connection", "job"})
+CONNECTION_CHECK = "panel.connection"  # the action of a «Проверить связь» job (nekassir.panel.jobs)
 
 SESSION_KEY = "kiosk_unlocked"
 
@@ -58,6 +67,11 @@ class Scope:
                 return settings.KIOSK_SERVICE_REFUNDS
             return permission in {MANAGE_SHIFT, XREPORT, PRINT_COPY, RESEND}
         return bool(self.user and self.user.has_perm(permission))
+
+    @cached_property
+    def reads(self) -> bool:
+        """Whether this viewer reads orders, shifts and the journal (else only its connection checks)."""
+        return self.embed or self.can(READ)
 
     @cached_property
     def perms(self) -> dict[str, bool]:
@@ -94,20 +108,30 @@ class Scope:
         return get_object_or_404(self.kiosks(), code=code)
 
     def orders(self):
-        orders = Order.objects.all()
+        orders = Order.objects.all() if self.reads else Order.objects.none()
         return orders.filter(kiosk=self.kiosk) if self.embed else orders
 
     def get_order(self, order_id) -> Order:
         return get_object_or_404(self.orders().select_related("kiosk"), pk=order_id)
 
     def events(self):
-        events = Event.objects.all()
+        events = Event.objects.all() if self.reads else Event.objects.filter(action=CONNECTION_CHECK)
         return events.filter(kiosk=self.kiosk) if self.embed else events
 
 
 # --- decorators ----------------------------------------------------------------------------------
+def may_open(request: HttpRequest) -> bool:
+    """May this logged-in account open this manager page? Reading rights, or support staff's own pages."""
+    user = request.user
+    if user.has_perm(READ):
+        return True
+    match = request.resolver_match
+    return match is not None and match.url_name in SUPPORT_PAGES and user.has_perm(CHANGE_KIOSK)
+
+
 def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A page for logged-in managers; anonymous visitors go to the login form."""
+    """A page for logged-in managers with the reading right; anonymous visitors go to the login form, an
+    account without the right gets the 403 page (``templates/403.html``) before the view runs."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -118,6 +142,8 @@ def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
                 response["HX-Redirect"] = f"{reverse('login')}?next={request.get_full_path()}"
                 return response
             return redirect_to_login(request.get_full_path())
+        if not may_open(request):
+            raise PermissionDenied(READ)
         return view(request, Scope(user=request.user), *args, **kwargs)
 
     wrapper.panel_access = "manager"

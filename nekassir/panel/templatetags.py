@@ -71,3 +71,38 @@ def pretty_json(value) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+@register.filter
+def guest_contact(value, scope) -> str:
+    """``{{ order.phone|guest_contact:scope }}``: in full for who may refund, else masked (+7 *** ***-**-67)."""
+    from nekassir.panel.access import REFUND
+    from nekassir.panel.masking import mask_contact
+
+    return value if scope.can(REFUND) else mask_contact(value or "")
+
+
+@register.filter
+def guest_masked(document, scope):
+    """``{{ attempt.request|guest_masked:scope|pretty_json }}``: a wire document with the guest's phone and
+    e-mail masked unless the viewer may refund."""
+    from nekassir.panel.access import REFUND
+    from nekassir.panel.masking import mask_document
+
+    return document if scope.can(REFUND) else mask_document(document)
+
+
+@register.simple_tag(takes_context=True)
+def way_back(context) -> dict[str, object]:
+    """Where the 403 page sends the viewer: a kiosk's embed back to its service menu, a manager who may read
+    to the venue page, an account without the reading right nowhere (it may only log out)."""
+    from django.urls import reverse
+
+    from nekassir.panel.access import READ
+
+    request = context.get("request")
+    match = getattr(request, "resolver_match", None)
+    if match is not None and (match.url_name or "").startswith("embed_") and "code" in match.kwargs:
+        return {"embed": True, "url": reverse("panel:embed_home", args=[match.kwargs["code"]])}
+    user = getattr(request, "user", None)
+    return {"embed": False, "url": reverse("panel:home") if user is not None and user.has_perm(READ) else ""}
