@@ -13,6 +13,7 @@ from typing import Any
 from fiscal import requisites
 from fiscal.atol_errors import AtolError
 from fiscal.register import FiscalError, register_session
+from nekassir.addresses import without_credentials
 from nekassir.models import Kiosk
 
 
@@ -24,7 +25,8 @@ def check_register(kiosk: Kiosk) -> dict[str, Any]:
             try:
                 report["server"] = session.client.server_info()
             except AtolError as exc:
-                problems.append(f"ATOL Web Server по адресу {kiosk.atol_url} не отвечает: {exc}")
+                address = without_credentials(kiosk.atol_url, mark="***")
+                problems.append(f"ATOL Web Server по адресу {address} не отвечает: {exc}")
                 report["error"] = exc.kind  # what went wrong, for the advice of the admin's connection check
                 return report
             device = (session.run({"type": "getDeviceStatus"}).result or {}).get("deviceStatus") or {}

@@ -22,6 +22,7 @@ from fiscal.atol_client import AtolClient, FiscalParams, TaskOutcome
 from fiscal.atol_errors import AtolDeviceError, AtolError, AtolOutcomeUnknown
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from nekassir import wirejson
+from nekassir.addresses import without_credentials
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk
 
@@ -72,7 +73,8 @@ class RegisterUnresolved(FiscalError):
 
 
 def register_lock_key(kiosk: Kiosk) -> str:
-    return f"atol:{kiosk.atol_url.rstrip('/')}#{kiosk.atol_device_id}"
+    # Without credentials: the key is stored and listed, and the same register is one lock either way.
+    return f"atol:{without_credentials(kiosk.atol_url).rstrip('/')}#{kiosk.atol_device_id}"
 
 
 def make_client(kiosk: Kiosk, **overrides: Any) -> AtolClient:

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from nekassir.addresses import without_credentials
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import DeviceLock, Event, Kiosk
 
@@ -40,18 +41,27 @@ class KioskForm(SecretFieldsForm):
 @admin.register(Kiosk)
 class KioskAdmin(admin.ModelAdmin):
     form = KioskForm
-    list_display = ("code", "name", "active", "has_register", "atol_url", "terminal_transport", "register_ready",
-                    "terminal_ready")
+    list_display = ("code", "name", "active", "has_register", "atol_address", "terminal_transport",
+                    "register_ready", "terminal_ready")
     list_filter = ("active", "has_register", "terminal_transport")
     search_fields = ("code", "name")
     readonly_fields = ("fn_number", "register_ready", "register_problem", "terminal_ready", "terminal_problem",
                        "registration_info", "requisites_fn_number")
 
+    @admin.display(description="адрес ATOL Web Server", ordering="atol_url")
+    def atol_address(self, kiosk: Kiosk) -> str:
+        return without_credentials(kiosk.atol_url, mark="***")  # plain text: a link would carry the address
+
 
 @admin.register(DeviceLock)
 class DeviceLockAdmin(admin.ModelAdmin):
-    list_display = ("key", "holder", "purpose", "acquired_at", "expires_at")
-    readonly_fields = ("key", "holder", "purpose", "acquired_at", "expires_at")
+    list_display = ("shown_key", "holder", "purpose", "acquired_at", "expires_at")
+    readonly_fields = ("shown_key", "holder", "purpose", "acquired_at", "expires_at")
+    exclude = ("key",)
+
+    @admin.display(description="ключ", ordering="key")
+    def shown_key(self, lock: DeviceLock) -> str:
+        return without_credentials(lock.key, mark="***")  # a row keyed before keys were cleaned (issue 16)
 
 
 @admin.register(Event)

@@ -13,6 +13,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nekassir.addresses import has_credentials, without_credentials
 from nekassir.locks import DeviceBusy
 from nekassir.models import Kiosk
 
@@ -76,7 +77,25 @@ def check_connection(kiosk: Kiosk) -> list[DeviceLine]:
         except Exception as exc:  # the engineer must see a line for every device, whatever happened
             log.exception("kiosk=%s connection check of %s failed", kiosk.code, device)
             lines.append(DeviceLine(device, BAD, f"Проверка не выполнена: {exc}"))
-    return lines
+    return [_credentials_in_address(kiosk, line) for line in lines]
+
+
+def _credentials_in_address(kiosk: Kiosk, line: DeviceLine) -> DeviceLine:
+    """A login and password stored in the device's address (before the fields refused them): the device may
+    work, but the password shows wherever the address does, so the line says so and what to do."""
+    if line.device == "ККТ":
+        address, where = kiosk.atol_url, "поля «пользователь веб-запросов» и «пароль веб-запросов» киоска"
+    elif line.device == "Терминал":
+        address = kiosk.kkm_url if kiosk.terminal_transport == "kkm" else kiosk.dc_url
+        where = "поля «пользователь KKM Server» и «пароль KKM Server» киоска"
+    else:
+        address = kiosk.iiko.base_url if kiosk.iiko_id else ""
+        where = "поля apiLogin или appId, clientSecret и apiKey подключения iiko"
+    if line.state == OFF or not has_credentials(address):
+        return line
+    advice = (f" В адресе ({without_credentials(address, mark='***')}) записаны логин и пароль: их видно везде, "
+              f"где виден адрес. Перенесите их в {where}, а в адресе оставьте только адрес и порт.")
+    return DeviceLine(line.device, BAD, line.text + advice)
 
 
 def _sentence(problems: list[str]) -> str:
@@ -129,7 +148,8 @@ def _terminal(kiosk: Kiosk) -> DeviceLine:
         return DeviceLine("Терминал", OK, f"В порядке: {service} и терминал на связи.")
     detail = f" ({op.message})" if op.message else ""
     advice = _TERMINAL_ADVICE.get(op.reason, _TERMINAL_NOT_READY)
-    return DeviceLine("Терминал", BAD, advice.format(service=service, url=url, detail=detail))
+    return DeviceLine("Терминал", BAD, advice.format(service=service, url=without_credentials(url, mark="***"),
+                                                     detail=detail))
 
 
 def _iiko(kiosk: Kiosk) -> DeviceLine:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from django.db import models
+from django import forms
+from django.core import checks, validators
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, models
+from django.utils.deconstruct import deconstructible
 
 from nekassir import wirejson
+from nekassir.addresses import has_credentials, without_credentials
 
 
 class ExactJSONField(models.TextField):
@@ -31,15 +37,115 @@ class ExactJSONField(models.TextField):
         return wirejson.dumps(self.value_from_object(obj))
 
 
-class LanURLField(models.URLField):
+@deconstructible
+class NoCredentialsInAddress:
+    """Refuses ``http://user:password@host``: the login and password go in their own fields, never shown back
+    (``nekassir.addresses`` says why)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __call__(self, value: str) -> None:
+        if has_credentials(value):
+            raise ValidationError(self.message, code="credentials_in_address")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NoCredentialsInAddress) and other.message == self.message
+
+
+LAN_CREDENTIALS = ("Не пишите логин и пароль в адресе: их было бы видно в списке киосков, журналах и блокировках. "
+                   "Оставьте в адресе только http://адрес:порт, а логин и пароль впишите в поля пользователя "
+                   "и пароля этого устройства в настройках киоска.")
+CLOUD_CREDENTIALS = ("Не пишите логин и пароль в адресе iiko: их было бы видно в списках и журналах. Оставьте "
+                     "только https://адрес, а ключи впишите в поля apiLogin (v1) или appId, clientSecret "
+                     "и apiKey (v2) этого подключения.")
+
+
+class HidesCredentials:
+    """A widget mixin: shows a stored address with ``***`` in place of its credentials. The page never carries
+    them, and the form saved as shown is refused by the validator, so credentials a device may still need are
+    never dropped silently: the engineer moves them to the login and password fields."""
+
+    def format_value(self, value: Any) -> Any:
+        return super().format_value(without_credentials(value, mark="***") if isinstance(value, str) else value)
+
+
+@functools.cache
+def _hiding(widget_class: type) -> type:
+    """``widget_class`` with ``HidesCredentials`` (the admin's own URL widget too: its «Сейчас:» link)."""
+    if issubclass(widget_class, HidesCredentials):
+        return widget_class
+    return type(f"{widget_class.__name__}HidingCredentials", (HidesCredentials, widget_class), {})
+
+
+class AddressFormField(forms.URLField):
+    """Checks for credentials before anything else: ``user:password@host`` typed without a scheme would
+    otherwise be read as the scheme ``user`` and refused as a bad address, not for what it is."""
+
+    def __init__(self, *, credentials_message: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.credentials_message = credentials_message
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and has_credentials(value if "://" in value else f"{self.assume_scheme}://{value}"):
+            raise ValidationError(self.credentials_message, code="credentials_in_address")
+        return super().to_python(value)
+
+
+class _AddressField(models.URLField):
+    """An address field that refuses a login or password in it and never shows a stored one (issue 16)."""
+
+    assume_scheme = "http"
+    credentials_message = ""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        widget = kwargs.get("widget", forms.URLInput)
+        if isinstance(widget, type):
+            kwargs["widget"] = _hiding(widget)
+        else:
+            kwargs["widget"] = _hiding(type(widget))(attrs=widget.attrs)
+        return super().formfield(**{"assume_scheme": self.assume_scheme, **kwargs, "form_class": AddressFormField,
+                                    "credentials_message": self.credentials_message})
+
+
+class LanURLField(_AddressField):
     """An address on the venue LAN: typed without a scheme it means http:// (devices speak plain HTTP)."""
 
-    def formfield(self, **kwargs: Any) -> Any:
-        return super().formfield(**{"assume_scheme": "http", **kwargs})
+    credentials_message = LAN_CREDENTIALS
+    default_validators = [validators.URLValidator(), NoCredentialsInAddress(LAN_CREDENTIALS)]
 
 
-class CloudURLField(models.URLField):
+class CloudURLField(_AddressField):
     """An address on the internet (iiko Cloud): without a scheme it means https://."""
 
-    def formfield(self, **kwargs: Any) -> Any:
-        return super().formfield(**{"assume_scheme": "https", **kwargs})
+    assume_scheme = "https"
+    credentials_message = CLOUD_CREDENTIALS
+    default_validators = [validators.URLValidator(), NoCredentialsInAddress(CLOUD_CREDENTIALS)]
+
+
+@checks.register(checks.Tags.security)
+def stored_addresses_without_credentials(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """``manage.py check``: a row saved before the fields refused credentials (or written around the forms)."""
+    from nekassir.models import IikoConnection, Kiosk
+
+    found = []
+    try:
+        for model, name in ((Kiosk, "code"), (IikoConnection, "name")):
+            address_fields = [f for f in model._meta.fields if isinstance(f, _AddressField)]
+            for row in model.objects.only(name, *(f.name for f in address_fields)):
+                found += [_credentials_warning(model, row, name, f) for f in address_fields
+                          if has_credentials(getattr(row, f.name))]
+    except DatabaseError:
+        return []  # no database yet (before migrate), or it does not answer: nothing to say about its rows
+    return found
+
+
+def _credentials_warning(model, row, name: str, field) -> checks.Warning:
+    where = "киоска" if model._meta.model_name == "kiosk" else "подключения iiko"
+    return checks.Warning(
+        f"В поле «{field.verbose_name}» {where} {getattr(row, name)} записаны логин и пароль "
+        f"({without_credentials(getattr(row, field.name), mark='***')}): их видно везде, где виден адрес.",
+        hint="Откройте его в админке, перенесите логин и пароль в их поля, а в адресе оставьте только "
+             "схему, адрес и порт.",
+        obj=model, id="nekassir.W001",
+    )

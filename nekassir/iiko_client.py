@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from nekassir import iiko_schema
+from nekassir.addresses import without_credentials
 from nekassir.tls import ssl_context
 
 DEFAULT_BASE_URL = "https://api-ru.iiko.services"
@@ -683,7 +684,8 @@ class IikoClient:
         try:
             return self._http.post(path, content=dumps(body).encode("utf-8"), headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise IikoConnectionError(f"cannot reach iiko at {self.base_url}: {exc!r}") from exc
+            where = without_credentials(self.base_url, mark="***")  # the message is logged and shown
+            raise IikoConnectionError(f"cannot reach iiko at {where}: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise IikoTimeout(f"no answer from iiko for {path} in time: {exc!r}") from exc
         except httpx.TransportError as exc:  # the request went out, the answer did not come back

@@ -12,6 +12,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from nekassir.addresses import without_credentials
 from nekassir.fields import CloudURLField, LanURLField
 
 
@@ -207,7 +208,8 @@ class DeviceLock(models.Model):
         verbose_name_plural = "блокировки устройств"
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.holder or 'свободно'}"
+        # A key made before keys were cleaned may carry an address's password (issue 16): never shown.
+        return f"{without_credentials(self.key, mark='***')}: {self.holder or 'свободно'}"
 
 
 class Event(models.Model):

@@ -91,16 +91,35 @@ def return_positions(refund: Refund) -> list[dict[str, Any]]:
     return items
 
 
+# A line's quantity has at most 3 decimals (grams of a weighed product) and is far below this: anything
+# bigger is a typo or an attack, refused before it is rounded (1e100 cannot be rounded to 0.001 at all).
+MAX_QUANTITY = Decimal("99999.999")
+
+
+def _quantity(raw: Any) -> Decimal:
+    """A refund quantity parsed, range-checked and rounded in one place: a Decimal with 3 decimals, or
+    RefundError (never a decimal exception: they would reach the manager as a 500)."""
+    try:
+        quantity = Decimal(str(raw).strip())
+        if not quantity.is_finite() or not 0 <= quantity <= MAX_QUANTITY:
+            raise RefundError("Неверное количество", "bad_quantity")
+        rounded = quantity.quantize(Decimal("0.001"))
+    except InvalidOperation:
+        raise RefundError("Неверное количество", "bad_quantity") from None
+    if rounded != quantity:
+        raise RefundError("Неверное количество: не больше трёх знаков после запятой", "bad_quantity")
+    return quantity
+
+
 def _clean_quantities(order: Order, quantities: dict[Any, Any]) -> dict[int, Decimal]:
     remaining = refundable(order)
     cleaned: dict[int, Decimal] = {}
     for raw_id, raw_quantity in quantities.items():
         try:
-            line_id, quantity = int(raw_id), Decimal(str(raw_quantity))
-        except (ValueError, InvalidOperation):
+            line_id = int(raw_id)
+        except ValueError:
             raise RefundError("Неверное количество", "bad_quantity") from None
-        if not quantity.is_finite() or quantity < 0 or quantity != quantity.quantize(Decimal("0.001")):
-            raise RefundError("Неверное количество", "bad_quantity")
+        quantity = _quantity(raw_quantity)
         if line_id not in remaining:
             raise RefundError("Позиция не из этого заказа", "unknown_line")
         if quantity > remaining[line_id]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 
+from nekassir.addresses import without_credentials
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import IikoAttempt, IikoConnection, KioskToken, Order, OrderLine, OrderModifier
 from payments.models import Refund
@@ -157,7 +158,11 @@ class IikoConnectionForm(SecretFieldsForm):
 @admin.register(IikoConnection)
 class IikoConnectionAdmin(admin.ModelAdmin):
     form = IikoConnectionForm
-    list_display = ("name", "base_url", "created_at")
+    list_display = ("name", "address", "created_at")
+
+    @admin.display(description="адрес iiko Cloud API", ordering="base_url")
+    def address(self, connection: IikoConnection) -> str:
+        return without_credentials(connection.base_url, mark="***")
 
 
 @admin.register(LogEntry)

@@ -18,6 +18,7 @@ from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
+from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
@@ -259,9 +260,9 @@ def _concerns(request: HttpRequest, scope: Scope, kiosk) -> tuple[str, str]:
             order_id) else None
         if found:
             return f"order:{found}", scope.url("order", found)
-    shift_id = request.POST.get("shift", "")
-    if shift_id.isdigit() and Shift.objects.filter(pk=int(shift_id), kiosk=kiosk).exists():
-        return f"shift:{shift_id}", scope.url("shift", int(shift_id))
+    shift_id = optional_id(request.POST, "shift")  # a malformed one: 400, before anything is started
+    if shift_id is not None and Shift.objects.filter(pk=shift_id, kiosk=kiosk).exists():
+        return f"shift:{shift_id}", scope.url("shift", shift_id)
     return f"kiosk:{kiosk.code}", scope.url("home")
 
 

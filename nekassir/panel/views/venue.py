@@ -11,6 +11,7 @@ from fiscal.models import Shift
 from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import Scope
+from nekassir.panel.params import optional_id
 from nekassir.panel.venue import ATTENTION, kiosk_blocks
 from nekassir.panel.views.common import EVENT_ROW, ORDER_ROW, job_answer, job_context, page
 
@@ -27,10 +28,10 @@ def manual_actions(scope: Scope, **where):
 
 def shown_job(request: HttpRequest, scope: Scope) -> jobs.JobState | None:
     """``?job=<id>``: the job a plain (non-htmx) POST started, followed on the page it came back to."""
-    raw = request.GET.get("job", "")
-    if not raw.isdigit():
+    job_id = optional_id(request.GET, "job")
+    if job_id is None:
         return None
-    start = scope.events().filter(pk=int(raw), action__startswith="panel.").select_related("kiosk").first()
+    start = scope.events().filter(pk=job_id, action__startswith="panel.").select_related("kiosk").first()
     return jobs.job_state(start) if start is not None else None
 
 
@@ -93,10 +94,6 @@ def check(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
     return _kiosk_action(request, scope, code, "check", "Проверка ККТ")
 
 
-def _event_id(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() else None
-
-
 @require_GET
 def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
     """Every manual action, newest first, and the admin's own change history (who changed which row).
@@ -107,7 +104,7 @@ def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
     from django.contrib.admin.models import LogEntry
 
     actions = manual_actions(scope)
-    before, after = _event_id(request.GET.get("before", "")), _event_id(request.GET.get("after", ""))
+    before, after = optional_id(request.GET, "before"), optional_id(request.GET, "after")
     if after is not None:
         rows = list(actions.filter(id__gt=after).order_by("id")[:JOURNAL_PAGE + 1])
         events, has_newer, has_older = rows[:JOURNAL_PAGE][::-1], len(rows) > JOURNAL_PAGE, True
