@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import Order
+from nekassir.models import Order, TerminalTransport
 from payments.acquiring import AcquiringError
 from payments.models import CardOperation
 
@@ -147,8 +147,6 @@ def _charged(order: Order, operation_id, evidence: Evidence, note: str, user) ->
 def _reference_from_rrn(op: CardOperation, evidence: Evidence) -> str:
     """What a later cancel/refund of a sale needs. DualConnector finds the original by RRN (field 14);
     KKM Server needs the UniversalID of the lost answer, which nobody has: left empty (refused clearly)."""
-    from nekassir.models import TerminalTransport
-
     if op.kind != CardOperation.Kind.SALE or op.transport != TerminalTransport.DUALCONNECTOR:
         return ""
     from payments.dualconnector_client import make_reference
