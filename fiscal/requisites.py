@@ -94,6 +94,9 @@ def registration_warnings(kiosk: Kiosk, registration: dict[str, Any]) -> list[st
         warnings.append("ККТ зарегистрирована не для автоматического устройства для расчётов: чеки киоска без "
                         "кассира должна печатать ККТ в режиме автомата. Перерегистрируйте ККТ в этом режиме "
                         "(через ОФД или личный кабинет ФНС) с номером автомата, адресом и местом расчётов")
+    elif not kiosk.machine_number and not registered(registration)["machine_number"]:
+        warnings.append("Номера автомата нет ни в регистрации ККТ, ни в настройках киоска: ККТ в режиме автомата "
+                        "не примет чек без него. Впишите номер автомата в настройку киоска")
     for name, value in registered(registration).items():
         ours = getattr(kiosk, name)
         if value and ours and value != ours:

@@ -197,3 +197,9 @@ def test_the_requisites_are_edited_in_the_admin_and_a_cleared_one_is_read_again(
     cleared = form_data(kiosk, machine_number="", payments_address="г. Казань", payments_place="Зал")
     assert admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", cleared).status_code == 302
     assert Kiosk.objects.get(pk=kiosk.pk).requisites_fn_number == ""  # the next receipt reads the registration
+
+
+def test_kkt_check_warns_when_no_machine_number_is_known_for_an_automatic_register(venue):
+    register_as(venue.atol, "K1", machineNumber="")
+    report = kkt_check()
+    assert any("Номера автомата нет" in w for w in report["warnings"]), report["warnings"]
