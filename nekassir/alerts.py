@@ -195,6 +195,7 @@ def _shift_problems(since: datetime) -> list[Problem]:
     from fiscal.models import FiscalDocument, Shift
     from nekassir.panel.reconciliation import (
         card_totals,
+        corrections_by_shift,
         document_totals,
         net_of,
         register_totals,
@@ -225,6 +226,7 @@ def _shift_problems(since: datetime) -> list[Problem]:
                            .values_list("shift_id", "kind", "s", "n")):
         card[shift_id].append(row)
     split = split_annulments(ids)
+    corrections = corrections_by_shift(ids)  # a gap a manager fixed with a correction receipt is closed
     for shift in shifts:
         reasons = []
         settlement = latest.get(shift.pk)
@@ -235,7 +237,8 @@ def _shift_problems(since: datetime) -> list[Problem]:
         if shift.reconciled is False:
             reasons.append(shift.reconciliation_note or "отмечена как не сверенная")
         reasons += total_gaps(register_totals(shift.register_totals), document_totals(documents[shift.pk]),
-                              card_totals(card[shift.pk]), net_of(split.get(shift.pk, [])))
+                              card_totals(card[shift.pk]), net_of(split.get(shift.pk, [])),
+                              corrections.get(shift.pk))
         if reasons:
             problems.append(Problem(
                 f"shift:{shift.pk}:unreconciled", "shift_unreconciled",

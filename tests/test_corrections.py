@@ -245,3 +245,16 @@ def test_corrections_count_on_the_fiscal_side():
     gaps = total_gaps(None, receipts, card, corrections=Totals(D("300.00"), D("0.00")))
     assert gaps == ["Чеки (приход − возвраты) 256.00 ₽, с чеками коррекции 556.00 ₽ ≠ операции по картам "
                     "(оплаты − отмены − возвраты) 367.00 ₽, разница 189.00 ₽"]
+
+
+def test_a_corrected_shift_is_no_longer_among_the_venues_problems(manager_client, venue):
+    """The Telegram alerts and the venue page share ``find_problems``: once the correction receipt is made,
+    the closed shift's gap is closed there too, not only on the shift page."""
+    from nekassir.alerts import find_problems
+
+    shift = money_taken_without_receipt(manager_client, venue)
+    ref = f"shift:{shift.pk}:unreconciled"
+    assert ref in [p.key for p in find_problems()]
+    answer = manager_client.post(f"/shifts/{shift.pk}/correction/", correction_form())
+    assert Event.objects.get(object_ref=f"job:{job_of(answer).pk}").action == jobs.DONE
+    assert ref not in [p.key for p in find_problems()]
