@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from fiscal.models import FiscalDocument, FiscalOperation, Shift
+from fiscal.models import Correction, FiscalDocument, FiscalOperation, Shift
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):
@@ -42,3 +42,12 @@ class FiscalDocumentAdmin(ReadOnlyHistoryAdmin):
     list_filter = ("doc_type", "kiosk")
     search_fields = ("fd_number", "fpd")
     list_select_related = ("kiosk",)
+
+
+@admin.register(Correction)
+class CorrectionAdmin(ReadOnlyHistoryAdmin):
+    """Made from the shift page only (a device job under the register's lock), never here."""
+
+    list_display = ("created_at", "kiosk", "kind", "basis", "shift", "total", "created_by")
+    list_filter = ("kind", "basis", "kiosk")
+    list_select_related = ("kiosk", "shift", "created_by")
