@@ -27,7 +27,8 @@ Control API: exactly the KKM emulator's (see ``payments.kkm_emulator``): ``/_emu
 (performed, the connection is dropped), ``reversal_refused`` (the next emergency cancel: 16, nothing
 reversed), ``busy`` (``{"seconds": N}``: the next sale or refund holds the terminal N seconds more; any other
 request meanwhile gets ``<errorcode>5</errorcode>`` "Терминал занят другой операцией", the busy answer we
-model, a modelling choice); ``GET /_emulator/faults/known`` lists them (``FAULTS``);
+model, a modelling choice); ``"operation": "reversal"`` in a fault makes it wait for that operation (the
+journal's words); ``GET /_emulator/faults/known`` lists them (``FAULTS``);
 ``/_emulator/config`` (``card_delay``, ``days_without_settlement_limit``),
 ``/_emulator/clock`` (``advance_seconds``), ``/_emulator/journal`` (``id`` = the ECR id, field 26),
 ``/_emulator/reset``.
@@ -173,7 +174,7 @@ class DualConnectorEmulator(CardTerminalEmulator):
             dev = book.device(DEVICE, self.terminal_id, kind="inpas")
             if dev["busy"]:
                 raise _NotTaken(BUSY, "Терминал занят другой операцией")
-            fault = self.faults.take(DEVICE, FAULT_TARGETS[operation])
+            fault = self.faults.take(DEVICE, FAULT_TARGETS[operation], operation)
             refusal = book.refusal(dev, operation)
             dev["busy"] = ecr_id or "?"
             self._save()

@@ -39,7 +39,9 @@ Control API (besides ``/_emulator/journal`` and ``/_emulator/reset`` from Emulat
   - ``busy`` (``{"seconds": N}``): the next sale or refund holds the terminal N seconds more (a guest slow at
     the PIN pad, or one whose worker died); every other command meanwhile is refused with Status 2 and
     "Терминал занят другой операцией", and is not stored under its IdCommand.
-  ``GET /_emulator/faults/known`` lists every fault with what it does (``FAULTS``).
+  ``GET /_emulator/faults/known`` lists every fault with what it does (``FAULTS``). A fault armed with
+  ``"operation": "reversal"`` (sale, cancel, refund, reversal, settlement, check, report, status) waits for
+  that operation and leaves every other one alone.
 - ``POST /_emulator/restart {"keep_results": false}``: KKM Server restarts (PROTOCOLS §2.1: results may not
   survive): commands still running are forgotten and their HTTP answers dropped, stored results too unless
   ``keep_results`` (default true); GetRezult then answers Status 3 for them. The terminals keep their books:
@@ -62,6 +64,7 @@ from typing import Any
 
 from nekassir.emulator_http import (
     EmulatorApp,
+    FaultQueue,
     JsonStateFile,
     Request,
     Response,
@@ -379,6 +382,26 @@ COMMANDS = {
 }
 
 
+class CardFaultQueue(FaultQueue):
+    """Faults may name the operation they wait for (``"operation": "reversal"``): the soak arms
+    ``no_connection`` or ``reversal_refused`` for the emergency reversal that resolves an unknown sale,
+    without the sale before it taking the fault."""
+
+    def take(self, device: str | None, only: set[str] | None = None,
+             operation: str | None = None) -> dict[str, Any] | None:
+        with self._lock:
+            for item in self._items:
+                if item["device"] not in (None, device) or item.get("operation") not in (None, operation):
+                    continue
+                if only is not None and item["fault"] not in only:
+                    continue
+                item["count"] -= 1
+                if item["count"] <= 0:
+                    self._items.remove(item)
+                return dict(item)
+        return None
+
+
 class _Refused(Exception):
     """A request KKM Server refuses before anything runs (not stored under its IdCommand)."""
 
@@ -391,6 +414,7 @@ class CardTerminalEmulator(EmulatorApp):
 
     def __init__(self, state_path: str | None, card_delay: float, days_without_settlement_limit: int | None):
         super().__init__()
+        self.faults = CardFaultQueue(self.faults_known)
         self._file = JsonStateFile(state_path)
         self._lock = threading.RLock()  # every read and write of the book; never held during card_delay
         self._initial = {"card_delay": card_delay, "days_without_settlement_limit": days_without_settlement_limit}
@@ -557,7 +581,7 @@ class KkmServerEmulator(CardTerminalEmulator):
             dev = book.device(device_name)
             if dev["busy"]:
                 raise _Refused(f"Терминал занят другой операцией ({dev['busy']})")
-            fault = self.faults.take(device_name, FAULT_TARGETS[operation])
+            fault = self.faults.take(device_name, FAULT_TARGETS[operation], operation)
             refusal = book.refusal(dev, operation)
             self._commands[id_command] = {"fingerprint": fingerprint, "device": device_name, "status": 1,
                                           "response": self._running(command, id_command)}
@@ -632,7 +656,7 @@ class KkmServerEmulator(CardTerminalEmulator):
         id_command = str(body.get("IdCommand") or "")
         with self._lock:
             stored = self._commands.get(id_command)
-            fault = self.faults.take(stored["device"] if stored else None, FAULT_TARGETS["status"])
+            fault = self.faults.take(stored["device"] if stored else None, FAULT_TARGETS["status"], "status")
             if stored is None:
                 answer = {"Command": "GetRezult", "IdCommand": id_command, "Status": 3,
                           "Error": "Команда с таким IdCommand не найдена"}

@@ -229,11 +229,11 @@ def test_a_command_sent_while_the_terminal_is_busy_is_refused_as_busy(kkm_emulat
 
 
 def test_reversal_refused_and_no_connection_hit_emergency_reversals(kkm, kkm_emulator):
+    kkm_emulator.fault("no_connection", operation="reversal")  # armed for the reversal: the sale is spared
     approved_sale(kkm, "sale-1")
     kkm_emulator.fault("reversal_refused")
-    kkm_emulator.fault("no_connection")
 
-    refused, no_bank = kkm.emergency_reversal("rev-1"), kkm.emergency_reversal("rev-2")
+    no_bank, refused = kkm.emergency_reversal("rev-1"), kkm.emergency_reversal("rev-2")
 
     assert refused.outcome is Outcome.DECLINED and "отклонена" in refused.message
     assert no_bank.outcome is Outcome.DECLINED and "Нет связи" in no_bank.message
