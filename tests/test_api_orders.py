@@ -495,7 +495,8 @@ def test_a_kiosk_reads_its_own_order(client, token):
     response = get(client, token, body["id"])
     assert response.status_code == 200
     assert response.json() == created
-    assert set(created) == {"id", "number", "status", "total", "created_at", "receipt", "receipt_not_printed", "card", "iiko", "error"}
+    assert set(created) == {"id", "number", "status", "total", "created_at", "receipt", "receipt_not_printed",
+                            "card", "iiko", "error"}
 
 
 def test_the_guest_error_is_shown(client, token):
