@@ -12,7 +12,17 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from nekassir.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from nekassir.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    env_str,
+    private_dir,
+    private_file,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("NEKASSIR_DATA_DIR", str(BASE_DIR / "var")))
@@ -25,10 +35,17 @@ def _secret_key() -> str:
         return key
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        _private_data_dir()
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _private_data_dir() -> None:
+    try:
+        private_dir(DATA_DIR)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"NEKASSIR_DATA_DIR={str(DATA_DIR)!r}: cannot create it owner-only: {exc}") from None
 
 
 SECRET_KEY = _secret_key()
@@ -93,6 +110,13 @@ if _database_url:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
 else:
+    # The embedded database holds device passwords and guests' contacts: its folder 0700, the file 0600 (made
+    # here, before SQLite would create it world-readable under the usual umask; its -wal/-shm follow its mode).
+    _private_data_dir()
+    for _path in (SQLITE_PATH, SQLITE_PATH.with_name(SQLITE_PATH.name + "-wal"),
+                  SQLITE_PATH.with_name(SQLITE_PATH.name + "-shm")):
+        if _path == SQLITE_PATH or _path.exists():
+            private_file(_path)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -123,16 +147,25 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# The panel is served over plain HTTP on the venue LAN (no certificate to be had for a LAN address);
-# the HTTPS-only deploy checks are silenced on purpose, each for that reason. A venue that puts the panel
-# behind HTTPS sets SECURE_SSL_REDIRECT / SESSION_COOKIE_SECURE / CSRF_COOKIE_SECURE / SECURE_HSTS_SECONDS
-# through a reverse proxy's settings and can drop these.
-SILENCED_SYSTEM_CHECKS = [
+# The panel is served over plain HTTP on the venue LAN (no certificate to be had for a LAN address). A venue
+# that puts it behind an HTTPS reverse proxy says so with SECURE_PROXY_SSL_HEADER and turns on the secure
+# cookies and HSTS from the environment (docs/PRODUCTION.md, «HTTPS»).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+# On plain HTTP the HTTPS-only deploy checks are silenced on purpose, each for that reason; behind HTTPS
+# (a proxy header set) check --deploy reports whichever of them is still off. Always silenced: the SSL
+# redirect (kiosks call the API over the LAN directly, a redirect would break them), and HSTS for subdomains
+# and the browsers' preload list (a decision about the venue's whole domain, not this server's).
+SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W005", "security.W021"] + ([] if SECURE_PROXY_SSL_HEADER else [
     "security.W004",  # HSTS: meaningless without HTTPS
-    "security.W008",  # SSL redirect: there is no HTTPS endpoint on the LAN
     "security.W012",  # secure session cookie: would never be sent over plain HTTP
     "security.W016",  # secure CSRF cookie: same
-]
+])
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
