@@ -9,9 +9,10 @@ from nekassir.models import DeviceLock, Event, Kiosk
 class KioskForm(SecretFieldsForm):
     secret_fields = Kiosk.SECRET_FIELDS
     service_pin = forms.CharField(
-        label="Новый PIN сервисного меню", required=False, min_length=4, max_length=12,
+        label="Новый PIN сервисного меню", required=False, min_length=4, max_length=32,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Открывает сервисное меню на экране киоска. Хранится только хеш; пусто — не менять.",
+        help_text="Открывает сервисное меню на экране киоска. Рекомендуем PIN не короче 6 цифр: четыре цифры "
+                  "подбираются быстрее. Хранится только хеш; пусто — не менять.",
     )
 
     class Meta:

@@ -635,3 +635,27 @@ class IikoAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"iiko {self.iiko_order_id} ({self.get_state_display()})"
+
+
+class PinAttempt(models.Model):
+    """One try of a kiosk's service-menu PIN (the embed), saved before the PIN is checked: the throttle counts
+    these rows, so tries arriving while a PIN is being checked already count it (``nekassir.panel.pin``).
+    Refused tries are not saved, so at most ``KIOSK_PIN_KIOSK_ATTEMPTS`` wrong ones per kiosk and window."""
+
+    class Outcome(models.TextChoices):
+        CHECKING = "checking", "проверяется"  # a process that died while checking leaves it: it counts as a try
+        WRONG = "wrong", "неверный"
+        RIGHT = "right", "верный"
+
+    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="pin_attempts")
+    address = models.CharField("адрес клиента", max_length=64)
+    outcome = models.CharField("итог", max_length=16, choices=Outcome.choices, default=Outcome.CHECKING)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "попытка ввода PIN"
+        verbose_name_plural = "попытки ввода PIN"
+        indexes = [models.Index(fields=["kiosk", "created_at"], name="pin_attempt_kiosk_time")]
+
+    def __str__(self) -> str:
+        return f"PIN {self.kiosk_id} {self.address} {self.outcome}"

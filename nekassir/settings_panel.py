@@ -49,8 +49,15 @@ for _origin in KIOSK_FRAME_ORIGINS:
         raise _ImproperlyConfigured(f"KIOSK_FRAME_ORIGINS: {_origin!r} is not an origin like http://192.168.1.21:8080")
 # How long an unlocked kiosk service menu stays unlocked without a PIN.
 KIOSK_UNLOCK_SECONDS = _int("KIOSK_UNLOCK_SECONDS", 600, minimum=30, maximum=86400)
-# Wrong PINs allowed per kiosk within the window before the PIN page refuses for the window.
+# Wrong PINs allowed per client address and kiosk within the window before the PIN page refuses that address
+# for the window (a stranger locks out himself, not the kiosk's own browser); past KIOSK_PIN_KIOSK_ATTEMPTS
+# from all addresses the whole kiosk refuses for the window, journaled as an alert (nekassir.panel.pin).
 KIOSK_PIN_ATTEMPTS = _int("KIOSK_PIN_ATTEMPTS", 5, minimum=1, maximum=100)
+KIOSK_PIN_KIOSK_ATTEMPTS = _int("KIOSK_PIN_KIOSK_ATTEMPTS", 20, minimum=1, maximum=1000)
 KIOSK_PIN_WINDOW = _int("KIOSK_PIN_WINDOW", 300, minimum=10, maximum=86400)
+if KIOSK_PIN_KIOSK_ATTEMPTS < KIOSK_PIN_ATTEMPTS:
+    raise _ImproperlyConfigured(
+        f"KIOSK_PIN_KIOSK_ATTEMPTS ({KIOSK_PIN_KIOSK_ATTEMPTS}) is below KIOSK_PIN_ATTEMPTS ({KIOSK_PIN_ATTEMPTS}): "
+        "one address could lock the whole kiosk")
 # May the kiosk's service menu (PIN holders, no named user) refund orders? Money moves: off unless set.
 KIOSK_SERVICE_REFUNDS = _bool("KIOSK_SERVICE_REFUNDS", False)

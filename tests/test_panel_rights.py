@@ -149,3 +149,11 @@ def test_the_mask(raw, masked):
     from nekassir.panel.masking import mask_contact
 
     assert mask_contact(raw) == masked
+
+
+def test_the_demo_manager_reads_the_panel(db):
+    from nekassir.demo import seed_demo
+
+    credentials = seed_demo()["manager"]
+    manager = User.objects.get(username=credentials["username"])
+    assert manager.has_perm("nekassir.view_order") and manager.has_perm("payments.refund_order")

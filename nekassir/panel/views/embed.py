@@ -2,37 +2,33 @@
 
 Opened by the kiosk's browser (5 taps + PIN on the kiosk), possibly inside a frame of the kiosk's
 own page: only the configured kiosk origins may frame it. The unlock lives in the session, for
-``KIOSK_UNLOCK_SECONDS``. Wrong PINs are journaled; after ``KIOSK_PIN_ATTEMPTS`` of them within
-``KIOSK_PIN_WINDOW`` seconds the kiosk's PIN page refuses until the window passes (counted in the
-database, so every web process sees the same count).
+``KIOSK_UNLOCK_SECONDS``. Wrong PINs are journaled and throttled by ``nekassir.panel.pin``: each try is
+counted before its PIN is checked, per client address (``KIOSK_PIN_ATTEMPTS`` within ``KIOSK_PIN_WINDOW``)
+and, past ``KIOSK_PIN_KIOSK_ATTEMPTS`` from all addresses, for the whole kiosk (counted in the database, so
+every web process sees the same count).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from nekassir.events import record_event
-from nekassir.models import Event, Kiosk
-from nekassir.panel import access
+from nekassir.models import Kiosk
+from nekassir.panel import access, pin
 from nekassir.panel.access import Scope
 from nekassir.panel.venue import kiosk_blocks
 from nekassir.panel.views.common import ORDER_ROW, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
 
-PIN_FAILED = "panel.embed.pin_failed"
-
-
-def _throttled(kiosk: Kiosk) -> bool:
-    since = timezone.now() - timedelta(seconds=settings.KIOSK_PIN_WINDOW)
-    return Event.objects.filter(kiosk=kiosk, action=PIN_FAILED, created_at__gte=since).count() >= (
-        settings.KIOSK_PIN_ATTEMPTS)
+PIN_FAILED = pin.PIN_FAILED
+REFUSALS = {
+    pin.Refused.ADDRESS: "Слишком много неверных попыток. Подождите несколько минут.",
+    pin.Refused.KIOSK: ("Слишком много неверных попыток PIN на этом киоске с разных устройств. Сервисное меню "
+                        "закрыто на несколько минут; менеджер увидит это в журнале."),
+}
 
 
 @xframe_options_exempt
@@ -56,17 +52,17 @@ def home(request: HttpRequest, code: str) -> HttpResponse:
 
 
 def _unlock(request: HttpRequest, kiosk: Kiosk, scope: Scope) -> HttpResponse:
-    if _throttled(kiosk):
-        return page(request, scope, "panel/embed_pin.html", {
-            "kiosk": kiosk, "error": "Слишком много неверных попыток. Подождите несколько минут.",
-        }, status=429)
     if not kiosk.service_pin_hash:
         return page(request, scope, "panel/embed_pin.html", {
             "kiosk": kiosk, "error": "PIN сервисного меню не задан. Задайте его в администрировании киоска.",
         }, status=403)
-    if not kiosk.check_service_pin(request.POST.get("pin", "")):
-        record_event(PIN_FAILED, kiosk=kiosk, object_ref=f"kiosk:{kiosk.code}",
-                     message="Неверный PIN сервисного меню", data={"via": "kiosk_pin"})
+    attempt = pin.claim(kiosk, pin.client_address(request))  # counted before the (slow) check, in one step
+    if isinstance(attempt, pin.Refused):
+        return page(request, scope, "panel/embed_pin.html", {"kiosk": kiosk, "error": REFUSALS[attempt]},
+                    status=429)
+    right = kiosk.check_service_pin(request.POST.get("pin", ""))
+    pin.settle(attempt, right)
+    if not right:
         return page(request, scope, "panel/embed_pin.html", {"kiosk": kiosk, "error": "Неверный PIN"}, status=403)
     access.unlock(request, kiosk)
     record_event("panel.embed.unlocked", kiosk=kiosk, object_ref=f"kiosk:{kiosk.code}",
