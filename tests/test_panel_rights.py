@@ -157,3 +157,12 @@ def test_the_demo_manager_reads_the_panel(db):
     credentials = seed_demo()["manager"]
     manager = User.objects.get(username=credentials["username"])
     assert manager.has_perm("nekassir.view_order") and manager.has_perm("payments.refund_order")
+
+
+def test_a_refusal_inside_the_kiosk_embed_leads_back_to_its_service_menu(objects):
+    embed = Client()
+    assert embed.post("/kiosk/K1/service/", {"pin": PIN}).status_code == 302
+    answer = embed.post(f"/kiosk/K1/service/orders/{objects['order_id']}/refund/", {"full": "1", "to_card": "on"})
+    html = answer.content.decode()
+    assert answer.status_code == 403 and "Недостаточно прав" in html
+    assert 'href="/kiosk/K1/service/"' in html and 'action="/logout/"' not in html
