@@ -688,7 +688,8 @@ class Register:
         for wire in REQUISITES:
             if wire in body and not isinstance(body[wire], str):
                 raise invalid(wire, "ожидается строка")
-        if kind in RECEIPT_OPERATIONS and self.registration()["autoMode"] and not body.get("machineNumber"):
+        fiscal_receipt = kind in RECEIPT_OPERATIONS or kind in CORRECTION_OPERATIONS
+        if fiscal_receipt and self.registration()["autoMode"] and not body.get("machineNumber"):
             raise missing("machineNumber")
 
     def registration_info(self) -> dict[str, Any]:

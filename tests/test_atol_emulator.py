@@ -432,6 +432,7 @@ def test_correction_receipt_is_a_fiscal_document(atol, shared):
     correction = {
         "type": "sellCorrection", "correctionType": "self", "correctionBaseDate": "2026.03.06",
         "correctionBaseNumber": "1", "items": [position()], "payments": [{"type": "electronically", "sum": 189.0}],
+        "machineNumber": "KIOSK-1",
     }
     params = atol.result(correction)["fiscalParams"]
     assert params["fiscalDocumentNumber"] == receipt["fiscalDocumentNumber"] + 1 and params["total"] == 189.0

@@ -13,7 +13,7 @@ from tests.test_atol_emulator import atol, error_code, position, shared, shared_
 def correction(**changes) -> dict:
     task = {"type": "sellCorrection", "taxationType": "osn", "correctionType": "self",
             "correctionBaseDate": "2026.03.06", "items": [position()],
-            "payments": [{"type": "electronically", "sum": 189.0}], "total": 189.0}
+            "payments": [{"type": "electronically", "sum": 189.0}], "total": 189.0, "machineNumber": "KIOSK-1"}
     return {key: value for key, value in {**task, **changes}.items() if value is not None}
 
 
@@ -48,4 +48,10 @@ def test_a_correction_without_a_valid_basis_or_money_is_refused_501(atol, shared
     entry = atol.one(correction(**changes))
     assert entry["status"] == "error" and error_code(entry) == 501, entry
     assert field in entry["error"]["description"]
+    assert [e for e in shared.journal() if e["type"] == "sellCorrection"] == []
+
+
+def test_a_correction_of_an_automatic_register_without_its_machine_number_is_refused(atol, shared):
+    entry = atol.one(correction(machineNumber=None))
+    assert entry["status"] == "error" and error_code(entry) == 501 and "machineNumber" in entry["error"]["description"]
     assert [e for e in shared.journal() if e["type"] == "sellCorrection"] == []
