@@ -11,10 +11,12 @@ run (django-q2 ``sync`` off, no cluster). After each request:
   and the queued jobs are as they were; an accepted one (201) queued exactly one job;
 * an accepted or replayed order's answer is a valid ``OrderStatusOut``.
 
-The panel's POST URLs (every one that exists) get random form bodies as a logged-in manager and as an
-unlocked kiosk embed: never a 5xx.
+The panel's POST URLs (every one that exists) get random form bodies, and its GET URLs random query
+parameters (the names the views read, malformed numbers such as "²" or 30 digits, any text), as a logged-in
+manager and as an unlocked kiosk embed: never a 5xx.
 
-CI sends about 1,000 requests (``FUZZ_REQUESTS``, ``FUZZ_PANEL_REQUESTS``); ``make fuzz`` 10,000+.
+CI sends about 1,000 requests (``FUZZ_REQUESTS``, ``FUZZ_PANEL_REQUESTS``, ``FUZZ_PANEL_GET_REQUESTS``);
+``make fuzz`` 10,000+.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 API_REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "1000"))
 PANEL_REQUESTS = int(os.environ.get("FUZZ_PANEL_REQUESTS", "200"))
+PANEL_GET_REQUESTS = int(os.environ.get("FUZZ_PANEL_GET_REQUESTS", "200"))
 REPORT = os.environ.get("FUZZ_REPORT", "")  # a file to append the summary table to (make fuzz)
 
 
@@ -421,4 +424,72 @@ def test_the_panel_posts_survive_random_forms(panel_world):
         *[(f"HTTP {k}", v) for k, v in sorted(statuses.items())],
         ("5xx or crashes", len(failures)),
     ])
+    assert not failures, "\n".join(failures[:30])
+
+
+# --- the panel's GET query parameters (issue 16 item 5) -------------------------------------------------------
+QUERY_NAMES = ["job", "before", "after", "page", "receipts", "q", "kiosk", "attention", "shift", "order", "next"]
+MALFORMED_NUMBERS = ["²", "١٢", "１２", "9" * 30, str(2**63), str(2**63 - 1), "-1", "+1", "0", "1.5", "1e100",
+                     "0x10", " 7", "9" * 5000, "NaN"]
+
+
+def _get_routes(manager: Client, embed: Client, routes: list[str], values: dict) -> list[str]:
+    """The routes that answer GET (POST-only ones say 405 to a plain GET and are left to the POST fuzz)."""
+    first = {name: choices[0] for name, choices in values.items()}
+    return [route for route in routes
+            if (embed if route.startswith("/kiosk/") else manager).get(
+                re.sub(r"<(?:\w+:)?(\w+)>", lambda m: first[m.group(1)], route)).status_code != 405]
+
+
+def test_the_panel_gets_survive_random_query_parameters(panel_world):
+    from nekassir.panel import access
+
+    values = panel_world["values"]
+    manager_client = Client(raise_request_exception=False)
+    manager_client.force_login(panel_world["manager"])
+    embed_client = Client(raise_request_exception=False)
+    embed_client.post("/kiosk/K1/service/", {"pin": "2468"})
+    assert embed_client.session.get(access.SESSION_KEY), "the embed did not unlock"
+    routes = _get_routes(manager_client, embed_client, _panel_routes(), values)
+    assert len(routes) >= 10, routes
+    good_ids = [values["job_id"][0], values["shift_id"][0]]
+    # Mostly the names the views read with numbers in them, malformed or not: the pages behind them must answer.
+    value_st = st.one_of(st.sampled_from(MALFORMED_NUMBERS), st.sampled_from(MALFORMED_NUMBERS),
+                         st.sampled_from(good_ids), WEIRD_STRINGS)
+    name_st = st.one_of(st.sampled_from(QUERY_NAMES), st.sampled_from(QUERY_NAMES), st.text(max_size=8))
+    pairs = st.lists(st.tuples(name_st, value_st), min_size=1, max_size=4)
+    statuses: Counter = Counter()
+    failures: list[str] = []
+    started = time.monotonic()
+
+    @settings(max_examples=PANEL_GET_REQUESTS, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def one_get(data):
+        route = data.draw(st.sampled_from(routes), "route")
+        # Existing objects most of the time (a 404 tests no query parameter), any listed value otherwise.
+        url = re.sub(r"<(?:\w+:)?(\w+)>",
+                     lambda m: data.draw(st.sampled_from(values[m[1]][:1] * 3 + values[m[1]]), m[1]), route)
+        query = data.draw(pairs, "query")
+        who = "embed" if route.startswith("/kiosk/") else "manager"
+        client = manager_client if who == "manager" else embed_client
+        htmx = {"HTTP_HX_REQUEST": "true"} if data.draw(st.booleans()) else {}
+        # Encoded by hand, as in the POST fuzz: lone surrogates become invalid UTF-8 bytes.
+        raw = "&".join(f"{quote_from_bytes(k.encode('utf-8', 'surrogatepass'))}="
+                       f"{quote_from_bytes(v.encode('utf-8', 'surrogatepass'))}" for k, v in query)
+        try:
+            answer = client.get(f"{url}?{raw}" if raw else url, **htmx)
+        except Exception as exc:  # a crash the test client saw before any response
+            failures.append(f"{who} GET {url}?{raw[:300]}: {type(exc).__name__}: {exc}")
+            return
+        statuses[answer.status_code] += 1
+        if answer.status_code >= 500:
+            failures.append(f"{who} GET {url}?{raw[:300]}: {answer.status_code}")
+
+    one_get()
+    seconds = time.monotonic() - started
+    _report(f"PANEL GET FUZZ: {sum(statuses.values())} requests in {seconds:.0f} s over {len(routes)} routes", [
+        *[(f"HTTP {k}", v) for k, v in sorted(statuses.items())],
+        ("5xx or crashes", len(failures)),
+    ])
+    assert statuses[400] > 0, "no malformed number was refused: the fuzz proved nothing"
     assert not failures, "\n".join(failures[:30])
