@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from payments.acquiring import (
@@ -218,12 +218,8 @@ class DualConnectorClient(AcquiringClient):
             fields = {RRN: rrn, TRANSACTION_ID: transaction_id}
         elif lost is not None:
             fields = {AMOUNT: validate_amount(lost.amount_kopecks), CURRENCY: self.currency}
-            result = self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout,
-                                ecr_op_id=lost.op_id)
-            about_it = NAMED_REVERSAL_REFUSALS.get(result.bank_code)
-            if result.reason is Reason.DECLINED and about_it is not None:
-                return replace(result, reason=about_it)  # the terminal's answer about that very operation
-            return result
+            return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout,
+                              ecr_op_id=lost.op_id)
         return self._card(Operation.REVERSAL, "emergency_cancel", op_id, fields, 0, self.timeout)
 
     def settlement(self, op_id: str) -> SettlementResult:
@@ -259,9 +255,13 @@ class DualConnectorClient(AcquiringClient):
         got = answer.fields
         rrn, transaction_id = got.get(RRN, ""), got.get(TRANSACTION_ID, "")
         approved = answer.outcome is Outcome.APPROVED
+        reason = answer.reason
+        if ecr_op_id and reason is Reason.DECLINED and got.get(STATUS) == "16":
+            # a refused emergency cancel naming a lost operation: is the refusal about that operation?
+            reason = NAMED_REVERSAL_REFUSALS.get(answer.bank_code, reason)
         return CardResult(
             outcome=answer.outcome,
-            reason=answer.reason,
+            reason=reason,
             operation=operation,
             op_id=op_id,
             amount_kopecks=int(got[AMOUNT]) if got.get(AMOUNT, "").isdigit() else amount,

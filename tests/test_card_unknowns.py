@@ -60,6 +60,9 @@ def assert_blocked(client, venue, order: Order, kiosk: str, *refusals: str) -> N
     assert answer.status_code == 503, answer.content
     assert answer.json()["error"]["code"] == "card_unavailable" and answer.json()["error"]["message"]
     assert Order.objects.count() == orders  # nothing saved
+    replay = client.post("/api/v1/orders", order.request_body, content_type="application/json",
+                         headers={"Authorization": f"Bearer {venue.tokens[kiosk]}"})
+    assert replay.status_code == 200 and replay.json()["status"] == "needs_attention"  # its own order, as it is
 
 
 def wait_for_journal(emulator, operation: str, seconds: float = 15.0) -> None:

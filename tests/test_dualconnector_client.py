@@ -206,7 +206,7 @@ def test_refusals_of_a_named_reversal_say_whether_they_are_about_that_operation(
 
 
 def test_a_request_while_the_terminal_is_busy_is_refused_as_busy(dc_emulator):
-    dc_emulator.fault("busy", seconds=0.8)
+    dc_emulator.fault("busy", seconds=1.5)
     slow = DualConnectorClient(dc_emulator.url, timeout=0.2, guest_timeout=0.2).sale("sale-1", 18900, "A-1")
     busy = DualConnectorClient(dc_emulator.url, timeout=0.5).emergency_reversal(
         "rev-1", lost=LostOperation("sale-1", 18900))

@@ -203,7 +203,7 @@ def test_a_restart_that_loses_the_results_makes_get_rezult_unknown(kkm, kkm_emul
 
 
 def test_a_restart_during_a_sale_drops_its_answer_and_the_terminal_still_charges(kkm_emulator):
-    kkm_emulator.fault("busy", seconds=0.6)  # the guest is still at the PIN pad when KKM Server restarts
+    kkm_emulator.fault("busy", seconds=1.5)  # the guest is still at the PIN pad when KKM Server restarts
     client = make_client(kkm_emulator, guest_timeout=0.2, poll_for=0.1)
     unclear = client.sale("sale-1", 18900, "A-1")
     assert unclear.outcome is Outcome.UNKNOWN and unclear.reason is Reason.IN_PROGRESS
@@ -219,7 +219,7 @@ def test_a_restart_during_a_sale_drops_its_answer_and_the_terminal_still_charges
 
 
 def test_a_command_sent_while_the_terminal_is_busy_is_refused_as_busy(kkm_emulator):
-    kkm_emulator.fault("busy", seconds=0.8)
+    kkm_emulator.fault("busy", seconds=1.5)
     slow = make_client(kkm_emulator, guest_timeout=0.1, poll_for=0.1).sale("sale-1", 18900, "A-1")
     busy = make_client(kkm_emulator).emergency_reversal("rev-1")
 
