@@ -263,6 +263,11 @@ class TerminalSession:
         if op.state == CardOperation.State.PENDING:
             # Saved but never sent (the process died before the call): nothing reached the terminal.
             return self._finish(op, CardOperation.State.DECLINED, "не отправлялась: процесс остановился до вызова")
+        if op.next_resolve_at is not None and op.next_resolve_at > timezone.now():
+            # Backoff: the last attempt failed a moment ago. Asking again at every order retry would only add
+            # a refused reversal to the journal each time; the terminal stays blocked meanwhile.
+            raise TerminalUnresolved(f"{self.kiosk.code}: исход операции {op.op_id} неизвестен; следующая попытка "
+                                     f"выяснить в {timezone.localtime(op.next_resolve_at):%H:%M:%S}", op)
         try:
             return self._resolve_sent(op)
         except TerminalUnresolved as exc:
