@@ -124,3 +124,13 @@ def test_a_quantity_written_with_trailing_zeros_is_still_accepted(world):
     line = order.lines.get()
     refund = request_refund(order, {line.pk: "1.000000"}, to_card=True, cancel_in_iiko=False)
     assert refund.amount_kopecks == order.card_sale.amount_kopecks
+
+
+@pytest.mark.parametrize("name", ["page", "receipts"])
+def test_a_shift_page_number_is_digits_or_a_400(world, name):
+    url = f"/shifts/{world['shift'].pk}/"
+    browser = world["browser"]
+    for raw in ("²", THIRTY_DIGITS, "-1", "1.0"):
+        assert browser.get(url, {name: raw}).status_code == 400, raw
+    for raw in ("", "1", "2", "999"):  # past the last page: the last page, as before
+        assert browser.get(url, {name: raw}).status_code == 200, raw

@@ -36,3 +36,8 @@ def optional_id(params: Mapping[str, str], name: str) -> int | None:
     """``?name=<id>`` from ``request.GET`` / ``request.POST``: None when absent or empty, else a valid id."""
     raw = params.get(name, "")
     return None if raw == "" else parse_number(raw, name)
+
+
+def page_number(params: Mapping[str, str], name: str) -> int:
+    """``?name=<n>`` of a paged list (Django's ``Paginator.get_page``): 1 when absent or empty."""
+    return optional_id(params, name) or 1

@@ -19,6 +19,7 @@ from nekassir import vat as vat_rules
 from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
+from nekassir.panel.params import page_number
 from nekassir.panel.reconciliation import reconcile_shift
 from nekassir.panel.views.common import ORDER_ROW, job_answer, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
@@ -59,7 +60,7 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
     receipts = Paginator(documents.filter(doc_type__in=RECEIPT_TYPES).select_related(
         "operation__sold_order", "operation__annulled_order", "operation__refund__order",
         "operation__correction__shift",
-    ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(request.GET.get("receipts"))
+    ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(page_number(request.GET, "receipts"))
     for document in receipts:
         op = document.operation
         document.order = None
@@ -72,7 +73,7 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
             document.corrects = correction.shift if correction is not None else None
     reconciliation = reconcile_shift(current)
     orders = Paginator(Order.objects.filter(shift=current).select_related("kiosk").only(*ORDER_ROW)
-                       .order_by("created_at", "pk"), ON_PAGE).get_page(request.GET.get("page"))
+                       .order_by("created_at", "pk"), ON_PAGE).get_page(page_number(request.GET, "page"))
     issues = reconciliation.issues
     for order in orders:
         order.issues = issues.get(order.pk, [])
