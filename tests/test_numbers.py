@@ -134,3 +134,15 @@ def test_a_shift_page_number_is_digits_or_a_400(world, name):
         assert browser.get(url, {name: raw}).status_code == 400, raw
     for raw in ("", "1", "2", "999"):  # past the last page: the last page, as before
         assert browser.get(url, {name: raw}).status_code == 200, raw
+
+
+@pytest.mark.parametrize("action", ["charged", "not-charged"])
+def test_the_card_resolution_forms_refuse_a_malformed_operation_number(world, action):
+    order = world["order"]
+    before = Event.objects.count(), CardOperation.objects.count()
+    for raw in ("²", THIRTY_DIGITS):
+        answer = world["browser"].post(f"/orders/{order.pk}/card/{action}/",
+                                       {"operation": raw, "rrn": "123456789012", "auth_code": "ABC123",
+                                        "note": "проверка"})
+        assert answer.status_code == 400, (raw, answer.status_code)
+    assert (Event.objects.count(), CardOperation.objects.count()) == before

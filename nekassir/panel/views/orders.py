@@ -162,7 +162,7 @@ def card_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     scope.require(REFUND)
     current = _order(scope, order_id)
     try:
-        resolve_charged(current, request.POST.get("operation", ""), rrn=request.POST.get("rrn", ""),
+        resolve_charged(current, optional_id(request.POST, "operation"), rrn=request.POST.get("rrn", ""),
                         auth_code=request.POST.get("auth_code", ""), note=request.POST.get("note", ""),
                         user=scope.audit_user)
     except ResolutionError as exc:
@@ -180,7 +180,7 @@ def card_not_charged(request: HttpRequest, scope: Scope, order_id) -> HttpRespon
     current = _order(scope, order_id)
     try:
         note = clean_note(request.POST.get("note", ""))
-        op = unknown_operation(current, request.POST.get("operation", ""))
+        op = unknown_operation(current, optional_id(request.POST, "operation"))  # malformed: 400 (params)
     except ResolutionError as exc:
         return _resolve_error(request, scope, order_id, str(exc))
     start = jobs.start_job(scope, "card_not_charged", current.kiosk, object_ref=f"order:{current.pk}",
