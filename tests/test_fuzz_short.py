@@ -389,9 +389,10 @@ def test_the_panel_posts_survive_random_forms(panel_world):
     assert session.get(access.SESSION_KEY), "the embed did not unlock"
     line_id = str(panel_world["line"].pk)
     keys = st.sampled_from([f"qty_{line_id}", f"qty_{line_id}", "qty_0", "qty_x", "full", "to_card", "cancel_in_iiko",
-                            "after", "order", "shift", "pin", "next", "q"])
+                            "after", "order", "shift", "operation", "pin", "next", "q"])
     values_st = st.one_of(st.sampled_from(["on", "1", "0", "0.5", "-1", "1e9", "NaN", "Infinity", "", "0,5",
-                                           str(panel_world["order"].pk), "2468"]), WEIRD_STRINGS)
+                                           str(panel_world["order"].pk), "2468"]), st.sampled_from(MALFORMED_NUMBERS),
+                          WEIRD_STRINGS)
     forms = st.dictionaries(st.one_of(keys, st.text(max_size=10)), values_st, max_size=6)
     statuses: Counter = Counter()
     failures: list[str] = []
