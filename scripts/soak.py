@@ -73,12 +73,16 @@ ATOL_FAULTS = [
     ("atol", "no_connection", {}, 1), ("atol", "blocked_then_ready", {"blocked_seconds": 1.5}, 2),
     ("atol", "blocked_then_error", {"blocked_seconds": 1.0}, 2), ("atol", "lost_post_answer", {}, 3),
     ("atol", "lost_get_answer", {}, 3), ("atol", "fn_error", {}, 2),
+    # The register's clock passes expiredTime between our shift check and the sell (error 68).
+    ("atol", "shift_expires_before_next_sell", {}, 2),
 ]
 TERMINAL_FAULTS = [
     ("terminal", "decline", {}, 4), ("terminal", "insufficient_funds", {}, 2), ("terminal", "no_connection", {}, 2),
     ("terminal", "memory_full", {}, 1), ("terminal", "timeout", {}, 2), ("terminal", "timeout", {"approved": False}, 1),
     ("terminal", "lost_response", {}, 3), ("terminal", "lost_response", {"approved": False}, 1),
     ("terminal", "settlement_fails", {}, 2),
+    # A guest holds the terminal (or a dead worker's payment still runs): other commands are told "busy".
+    ("terminal", "busy", {"seconds": 2}, 1),
 ]
 IIKO_FAULTS = [
     ("iiko", "creation_timeout", {}, 3), ("iiko", "http_500", {}, 2), ("iiko", "http_500", {"processed": True}, 2),
@@ -87,6 +91,20 @@ IIKO_FAULTS = [
     ("iiko", "creation_timeout", {"burst": True, "count": 3}, 1),
 ]
 FAULTS = ATOL_FAULTS + TERMINAL_FAULTS + IIKO_FAULTS
+
+# Faults armed together for one order: (label, [(emulator, fault, extra)], weight).
+# - the sale's answer is lost and the emergency reversal that would resolve it is refused, or finds no bank
+#   link: the sale stays unknown (terminal blocked, order needs attention) until recovery gets an answer;
+#   on KKM Server a restart forgetting its results (``kkm_restart``) is what leaves GetRezult without one;
+# - iiko creates the order, the answer is lost, and by_id does not show it for a while: one order only.
+COMBOS = [
+    ("lost sale + reversal refused", [("terminal", "lost_response", {}),
+                                      ("terminal", "reversal_refused", {"operation": "reversal"})], 3),
+    ("lost sale + no bank link on the reversal", [("terminal", "lost_response", {}),
+                                                  ("terminal", "no_connection", {"operation": "reversal"})], 2),
+    ("lost create answer + invisible", [("iiko", "lost_create_answer", {}),
+                                        ("iiko", "invisible_for", {"seconds": 4})], 3),
+]
 
 
 @dataclass
@@ -98,6 +116,7 @@ class Stats:
     faults_armed: Counter = field(default_factory=Counter)
     kills: list[float] = field(default_factory=list)
     restarts: int = 0
+    kkm_restarts: int = 0
     manual_closes: Counter = field(default_factory=Counter)
     clock_advances: list[str] = field(default_factory=list)
     refunds: Counter = field(default_factory=Counter)
@@ -131,6 +150,7 @@ class Soak:
         self.terminal_device: dict[str, str] = {}
         self.iiko_group: dict[str, str] = {}
         self.orders: dict[str, str] = {}  # order id -> kiosk
+        self.card_unavailable: set[str] = set()  # orders refused 503 card_unavailable (must not be saved)
         self.emulators: stack.Emulators | None = None
         self.procs: stack.Processes | None = None
 
@@ -286,6 +306,13 @@ class Soak:
             if answer.status_code in (200, 201):
                 self.stats.bump("posted", first)
                 return answer.json()
+            if answer.status_code == 503 and _error_code(answer) == "card_unavailable":
+                # The terminal has an operation of unknown outcome: the kiosk says "card payment unavailable"
+                # and the guest goes away; nothing was saved (the invariant checks look at that).
+                self.stats.bump("posted", "503 card_unavailable")
+                self.card_unavailable.add(body["id"])
+                time.sleep(1.0)
+                return None
             if answer.status_code < 500:
                 self.stats.bump("posted", first)
                 self.stats.error(f"order {body['id']} refused: {answer.status_code} {answer.text[:300]}")
@@ -297,10 +324,32 @@ class Soak:
 
     # ------------------------------------------------------------------------------------ faults
     def arm_random_fault(self, code: str, rng: random.Random) -> None:
-        target, name, extra, _ = rng.choices(FAULTS, weights=[f[3] for f in FAULTS])[0]
-        self.arm(code, target, name, dict(extra), rng)
+        choices = [("one", f) for f in FAULTS] + [("combo", c) for c in COMBOS]
+        kind, chosen = rng.choices(choices, weights=[c[1][-1] for c in choices])[0]
+        if kind == "one":
+            target, name, extra, _ = chosen
+            self.arm(code, target, name, dict(extra), rng)
+            return
+        label, faults, _ = chosen
+        if not self.arm(code, *faults[0][:2], dict(faults[0][2]), rng):
+            return
+        for target, name, extra in faults[1:]:
+            self.arm(code, target, name, dict(extra), rng, alone=False)
+        if faults[0][0] == "terminal" and code != "K5":
+            # KKM Server answers GetRezult for the lost sale unless it restarts and forgets its results.
+            threading.Timer(rng.uniform(0.05, 0.3), self.restart_kkm).start()
+        self.stats.bump("faults_armed", f"combo: {label}")
 
-    def arm(self, code: str, target: str, name: str, extra: dict[str, Any], rng: random.Random) -> None:
+    def restart_kkm(self) -> None:
+        try:
+            httpx.post(f"{self.emulators.url('kkm')}/_emulator/restart", json={"keep_results": False},
+                       timeout=5).raise_for_status()
+            self.stats.kkm_restarts += 1
+        except httpx.HTTPError as exc:
+            self.stats.error(f"KKM Server restart failed: {exc}")
+
+    def arm(self, code: str, target: str, name: str, extra: dict[str, Any], rng: random.Random,
+            alone: bool = True) -> bool:
         emulators = self.emulators
         if target == "atol":
             app, device = emulators.atol, code
@@ -309,8 +358,8 @@ class Soak:
             device = self.terminal_device[code]
             # A second answer-level fault still pending would also hit the reversal that resolves the
             # first: the terminal would then stay blocked by design (PROTOCOLS 2.3), which needs staff.
-            if any(p["device"] == device for p in app.faults.pending()):
-                return
+            if alone and any(p["device"] == device for p in app.faults.pending()):
+                return False
         else:
             app, device = emulators.iiko, self.iiko_group[code]
         count = extra.pop("count", 1)
@@ -319,6 +368,7 @@ class Soak:
         if name in ("paper_out", "paper_out_after_write"):
             # Staff puts new paper in after a while.
             threading.Timer(rng.uniform(2, 8), self.restore_paper, args=(code,)).start()
+        return True
 
     def restore_paper(self, code: str | None = None) -> None:
         body: dict[str, Any] = {"present": True}
@@ -575,7 +625,8 @@ class Soak:
             return 2
         self.procs.stop_all()
         t0 = time.monotonic()
-        report = soak_checks.check_everything(self.emulators, self.orders, left_after, closing)
+        report = soak_checks.check_everything(self.emulators, self.orders, left_after, closing,
+                                              refused=self.card_unavailable)
         self.stats.phases["checks"] = time.monotonic() - t0
         self.emulators.stop()
         self.db_done()
@@ -601,6 +652,7 @@ class Soak:
               f"cleared at the end)")
         _table("DISRUPTIONS", ["what", "count"], [
             ("device cluster SIGKILL (process group) + restart", len(stats.kills)),
+            ("KKM Server restarts forgetting their results", stats.kkm_restarts),
             ("manual shift closes (manage.py kkt K close)", sum(stats.manual_closes.values())),
             *[(f"  manual close: {k}", v) for k, v in sorted(stats.manual_closes.items())],
             ("register clock advances (automatic / expired closes)", len(stats.clock_advances)),
@@ -641,6 +693,13 @@ class Soak:
               and len(stats.kills) >= self.plan.kills)
         print(f"\nSOAK {'PASSED' if ok else 'FAILED'}")
         return 0 if ok else 1
+
+
+def _error_code(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _table(title: str, header: list[str], rows: list[tuple]) -> None:

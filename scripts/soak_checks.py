@@ -14,8 +14,11 @@ from typing import Any
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
-FINAL = {"completed", "cancelled", "failed", "not_delivered"}
-PAID_FINAL = {"completed", "not_delivered"}
+FINAL = {"completed", "cancelled", "failed", "not_delivered", "needs_attention"}
+PAID_FINAL = {"completed", "not_delivered", "needs_attention"}
+# The only needs_attention an order may end in: paid after the guest's window, waiting for a manager.
+WAITS_FOR_MANAGER = "paid_after_guest_left"
+REQUISITES = ("machineNumber", "paymentsAddress", "paymentsPlace")  # tags 1036, 1009, 1187
 UNPAID_FINAL = {"cancelled", "failed"}
 
 
@@ -83,7 +86,7 @@ def _terminal_entries(emulators: Any, ops_by_id: dict[str, Any]) -> list[tuple[d
 
 
 def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, int],
-                     closing_problems: list[str]) -> Report:
+                     closing_problems: list[str], refused: set[str] | frozenset[str] = frozenset()) -> Report:
     from fiscal.models import FiscalDocument, FiscalOperation, Shift
     from nekassir.models import IikoAttempt, Order
     from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset, reconcile_shift
@@ -111,16 +114,26 @@ def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, 
     checks: list[Check] = []
 
     # --- 1. every order in a final state ----------------------------------------------------------------
-    final = Check("every order in a final state (completed/cancelled/failed/not_delivered)")
+    final = Check("every order in a final state (completed/cancelled/failed/not_delivered, or paid after the "
+                  "guest's window and waiting for a manager)")
     checks.append(final)
     lost = [order_id for order_id in placed if order_id not in orders]
     for order_id, order in orders.items():
         final.checked += 1
-        if order.step != "done" or order.status not in FINAL:
+        if order.step != "done" or order.status not in FINAL or (
+                order.status == "needs_attention" and order.error_code != WAITS_FOR_MANAGER):
             final.fail(f"{order.number} {order_id}: status {order.status}, step {order.step}, "
                        f"error {order.error_code} {order.error_message[:80]!r}, attempts {order.checkout_attempts}")
     if lost:
-        notes.append(f"{len(lost)} orders the kiosks tried never reached the database (see run errors)")
+        notes.append(f"{len(lost)} orders the kiosks tried never reached the database "
+                     f"({len(set(lost) & set(refused))} of them refused 503 card_unavailable; else see run errors)")
+
+    unsaved = Check("an order refused 503 card_unavailable saved nothing")
+    checks.append(unsaved)
+    for order_id in refused:
+        unsaved.checked += 1
+        if order_id in orders:
+            unsaved.fail(f"order {order_id} was refused 503 card_unavailable, yet saved as {orders[order_id].number}")
 
     # --- 2. fiscal documents: database == register's FN journal ------------------------------------------
     docs = Check("fiscal documents in the DB == documents in the ATOL journal (by FN + FD)")
@@ -421,6 +434,8 @@ def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, 
     for op in CardOperation.objects.filter(state__in=CardOperation.UNRESOLVED):
         resolved.fail(f"terminal op {op.kind} {op.op_id} ({op.kiosk.code}) {op.state}: {op.reason}")
 
+    checks += _checks_of_real_devices(emulators, orders, per_order, ops_by_id, atol)
+
     statuses = Order.objects.values_list("status", flat=True)
     counts: dict[str, Any] = {f"orders {s}": n for s, n in sorted(_count(statuses).items())}
     counts["orders in the database"] = len(orders)
@@ -437,6 +452,67 @@ def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, 
     counts["iiko orders created (Success)"] = sum(len(p.iiko_success) for p in per_order.values())
     counts["register ops / terminal ops (ours)"] = f"{len(fiscal_ops)} / {len(ops_by_id)}"
     return Report(checks, counts, notes)
+
+
+def _checks_of_real_devices(emulators: Any, orders: dict[str, Any], per_order: dict[str, OrderMoney],
+                            ops_by_id: dict[str, Any], atol: list[dict]) -> list[Check]:
+    """Issue 11's invariants: what a real terminal, register and iiko would hold us to."""
+    from django.conf import settings
+
+    receipted = Check("every approved, unreversed card sale has exactly one sell receipt of its amount, "
+                      "not annulled (or a correction receipt)")
+    from fiscal.models import FiscalOperation
+
+    # A manager's correction receipt for a charge without a receipt names the order it corrects.
+    corrected = set(FiscalOperation.objects.filter(task_type="sellCorrection", state="done")
+                    .values_list("reference", flat=True))
+    for order_id, facts in per_order.items():
+        for sale in facts.sales:
+            receipted.checked += 1
+            order = orders.get(order_id)
+            number = order.number if order else order_id
+            sells = [d for d in facts.sells if money(d["total"]) == money(sale["amount"])]
+            if len(sells) != 1 and not any(order_id in (reference or "") for reference in corrected):
+                receipted.fail(f"{number}: approved sale {sale['amount']} ₽ (id {sale['id']}) has "
+                               f"{len(sells)} sell receipts of that amount")
+            elif facts.annuls and not facts.returned:
+                receipted.fail(f"{number}: approved sale {sale['amount']} ₽ kept, yet its receipt was annulled")
+
+    window = Check("no card sale started more than the guest window after its order's POST")
+    slack = 2.0  # the window is checked just before the sale row is written and sent
+    for op in ops_by_id.values():
+        if op.kind != "sale" or not op.reference.startswith("order:") or op.sent_at is None:
+            continue
+        order = orders.get(op.reference.split(":")[1])
+        if order is None:
+            continue
+        window.checked += 1
+        late = (op.sent_at - order.created_at).total_seconds()
+        if late > settings.CHECKOUT_GUEST_WINDOW + slack:
+            window.fail(f"{order.number}: card sale {op.op_id} sent {late:.0f} s after the order's POST "
+                        f"(window {settings.CHECKOUT_GUEST_WINDOW:.0f} s)")
+
+    twins = Check("no order reached iiko as two orders (by the kiosk number iiko shows the kitchen)")
+    created: dict[str, list[str]] = defaultdict(list)
+    for entry in emulators.iiko.journal():
+        if entry["creationStatus"] == "Success":
+            created[entry["externalNumber"]].append(entry["id"])
+    for number, ids in created.items():
+        twins.checked += 1
+        if len(ids) > 1:
+            twins.fail(f"{number}: {len(ids)} orders in iiko ({', '.join(ids)})")
+
+    requisites = Check("every receipt of an automatic-mode register carries machineNumber, paymentsAddress, "
+                       "paymentsPlace")
+    for entry in atol:
+        if entry["type"] not in ("sell", "sellReturn", "sellCorrection", "sellReturnCorrection"):
+            continue
+        requisites.checked += 1
+        missing = [name for name in REQUISITES if not str(entry.get(name) or "").strip()]
+        if missing:
+            requisites.fail(f"{entry['device']} {entry['type']} FD {entry.get('fiscalDocumentNumber')}: "
+                            f"no {', '.join(missing)}")
+    return [receipted, window, twins, requisites]
 
 
 def _count(values) -> dict[str, int]:

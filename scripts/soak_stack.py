@@ -153,7 +153,8 @@ def start_emulators(print_delay: float, card_delay: float, iiko_delay: float) ->
 def fault_label(target: str, name: str, extra: dict[str, Any]) -> str:
     """``atol|terminal|iiko: fault(variant)``, the same for a fault armed and a fault that hit."""
     variant = ("(approved=false)" if extra.get("approved") is False else "(processed)" if extra.get("processed")
-               else "(every attempt of an order)" if extra.get("burst") else "")
+               else "(every attempt of an order)" if extra.get("burst")
+               else f"(on the {extra['operation']})" if extra.get("operation") else "")
     return f"{target}: {name}{variant}"
 
 
