@@ -191,3 +191,26 @@ def test_a_busy_terminal_finishes_the_earlier_sale_first_and_queues_no_other(cli
     else:
         assert order.status == Order.Status.CANCELLED and order.card_sale.state == State.REVERSED
         assert card_ops(emulator)[-1] == ("reversal", "approved")
+
+
+def test_a_sale_refused_as_busy_is_not_annulled_and_is_sent_again_once_the_terminal_is_free(client, venue):
+    """A sale the terminal refused unstarted because it was busy (here with a payment outside our journal)
+    charged nothing and proves nothing about the order: it waits, then pays; no annulment, nothing queued."""
+    from payments.dualconnector_client import DualConnectorClient
+
+    venue.dc.fault("busy", seconds=3)
+    outside = DualConnectorClient(venue.dc.url, timeout=0.2, guest_timeout=0.2).sale("outside-1", 100, "X")
+    assert outside.unknown  # its guest is still at the PIN pad
+    order = place_order(client, venue, kiosk="K2")
+    order.refresh_from_db()
+    assert order.step == Order.Step.CARD and order.status == Order.Status.AWAITING_CARD
+    assert order.card_sale.state == State.DECLINED and order.card_sale.reason == "busy"
+    assert receipts(venue, "K2") == ["sell"]
+
+    wait_for_journal(venue.dc, "sale")  # the terminal is free again
+    run_checkout(str(order.pk))
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and order.card_sale.state == State.APPROVED
+    sales = [(e["operation"], e["amount"]) for e in venue.dc.journal()]
+    assert sales == [("sale", "1.00"), ("sale", f"{order.total:.2f}")]  # the outside one, then ours, once
+    assert receipts(venue, "K2") == ["sell"]
