@@ -240,6 +240,10 @@ TERMINAL_POLL_INTERVAL = env_float("TERMINAL_POLL_INTERVAL", 1.0, minimum=0.01)
 TERMINAL_POLL_FOR = env_float("TERMINAL_POLL_FOR", 60.0, minimum=0.1)
 SETTLEMENT_ATTEMPTS = env_int("SETTLEMENT_ATTEMPTS", 3, minimum=1, maximum=10)
 SETTLEMENT_RETRY_DELAY = env_float("SETTLEMENT_RETRY_DELAY", 5.0, minimum=0)
+# An unknown card operation is asked about again after this backoff (doubling from the base up to the max):
+# the terminal stays blocked meanwhile, and each attempt may add a reversal to its journal.
+TERMINAL_RESOLVE_RETRY_BASE = env_float("TERMINAL_RESOLVE_RETRY_BASE", 30.0, minimum=1)
+TERMINAL_RESOLVE_RETRY_MAX = env_float("TERMINAL_RESOLVE_RETRY_MAX", 900.0, minimum=1)
 # A shift close waits this long for a payment in progress on the kiosk before settling without it.
 CLOSE_WAIT_FOR_TERMINAL = env_float("CLOSE_WAIT_FOR_TERMINAL", 120.0, minimum=0)
 

@@ -139,8 +139,8 @@ def unresolved_money_operation(kiosk: Kiosk) -> CardOperation | None:
 
 def resolve_retry_delay(attempts: int) -> float:
     """Backoff between automatic attempts to resolve an unknown operation: 30 s, 60 s, … up to 15 min."""
-    base = getattr(settings, "TERMINAL_RESOLVE_RETRY_BASE", 30.0)
-    return min(getattr(settings, "TERMINAL_RESOLVE_RETRY_MAX", 900.0), base * 2 ** min(max(attempts - 1, 0), 10))
+    base, most = settings.TERMINAL_RESOLVE_RETRY_BASE, settings.TERMINAL_RESOLVE_RETRY_MAX
+    return min(most, base * 2 ** min(max(attempts - 1, 0), 10))
 
 
 class TerminalSession:

@@ -49,6 +49,10 @@ TIMINGS = {
     "CHECKOUT_RETRY_BASE": "0.5",
     "CHECKOUT_RETRY_MAX": "8",
     "CHECKOUT_STALE_AFTER": "20",
+    # The guest's window, in the soak's compressed time: kills, blocked registers and queues push orders past it.
+    "CHECKOUT_GUEST_WINDOW": "30",
+    "TERMINAL_RESOLVE_RETRY_BASE": "2",
+    "TERMINAL_RESOLVE_RETRY_MAX": "10",
     "IIKO_HTTP_TIMEOUT": "2",
     "IIKO_MAX_ATTEMPTS": "3",
     "IIKO_RETRY_DELAYS": "0.2,0.5",
