@@ -99,6 +99,8 @@ class Shift(models.Model):
             ("manage_shift", "Может открывать и закрывать смены"),
             ("print_xreport", "Может печатать X-отчёт"),
             ("print_copy", "Может печатать копии документов"),
+            # «Проверить ККТ» and «Проверить связь»: device calls on a kiosk, so not for every login.
+            ("check_device", "Может проверять ККТ и связь с устройствами киоска"),
         ]
         indexes = [
             models.Index(fields=["kiosk", "state"], name="shift_kiosk_state"),

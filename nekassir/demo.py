@@ -87,6 +87,7 @@ def seed_demo() -> dict[str, Any]:
 
 def _manager() -> User:
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
+    # Every right of the three apps: the panel's actions (fiscal.check_device for the device checks too).
     group.permissions.set(Permission.objects.filter(content_type__app_label__in=["nekassir", "fiscal", "payments"]))
     manager, _ = User.objects.get_or_create(username=MANAGER_USERNAME, defaults={"is_staff": True})
     manager.is_staff = True

@@ -41,9 +41,17 @@ def recover(*, at_start: bool = False) -> dict[str, int]:
             async_task("nekassir.recovery.check_register_ready", kiosk.pk, cluster="devices")
             counts["readiness"] += 1
     counts["orders"] = resume_due_orders(everything=at_start)
+    counts["panel_jobs"] = _resume_panel_jobs()
     counts["refunds"] = resume_refunds()
     counts["locks_pruned"] = prune_free_locks()
     return counts
+
+
+def _resume_panel_jobs() -> int:
+    """Panel jobs that gave their worker back because their kiosk was busy, whose retry time has come."""
+    from nekassir.panel.jobs import resume_due_jobs  # the panel's module: imported by the schedule only
+
+    return resume_due_jobs()
 
 
 def resolve_register(kiosk_id: int) -> str:

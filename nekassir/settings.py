@@ -199,6 +199,12 @@ DEVICE_LOCK_LEASE = env_float("DEVICE_LOCK_LEASE", 900.0, minimum=5)
 Q_BROKER = env_choice("Q_BROKER", "orm", {"orm", "redis"})
 Q_DEVICE_WORKERS = env_int("Q_DEVICE_WORKERS", 4, minimum=1, maximum=64)
 DEVICE_JOB_TIMEOUT = env_int("DEVICE_JOB_TIMEOUT", 900, minimum=30)
+# Manual device jobs from the panel (nekassir.panel.jobs): how many one account (or one kiosk's PIN screen) may
+# start per minute; how long a job whose kiosk is busy is tried again (it waits off a worker) before it fails;
+# the first pause before it is tried again (doubling; the recovery schedule picks it up, so about a minute).
+PANEL_JOB_RATE = env_int("PANEL_JOB_RATE", 10, minimum=1, maximum=1000)
+PANEL_JOB_DEVICE_WAIT = env_int("PANEL_JOB_DEVICE_WAIT", 600, minimum=10)
+PANEL_JOB_RETRY = env_float("PANEL_JOB_RETRY", 5.0, minimum=0.1)
 Q_CLUSTER = {
     "name": "default",
     "workers": env_int("Q_WORKERS", 2, minimum=1, maximum=32),

@@ -74,5 +74,7 @@ def test_only_who_may_change_kiosks_may_check(client, venue):
     client.force_login(make_user("cashier", "manage_shift", "print_xreport"))
     assert client.post("/kiosks/K1/connection/").status_code == 403
     assert not Event.objects.filter(action="panel.connection").exists()
-    client.force_login(make_user("support", "change_kiosk"))
+    client.force_login(make_user("settings-only", "change_kiosk"))
+    assert client.post("/kiosks/K1/connection/").status_code == 403  # a device job: fiscal.check_device too
+    client.force_login(make_user("support", "change_kiosk", "check_device"))
     assert client.post("/kiosks/K1/connection/").status_code == 302

@@ -98,7 +98,7 @@ def test_a_refused_action_of_a_reader_is_the_same_russian_page_with_a_way_back(o
 def test_support_staff_check_a_kiosk_and_follow_the_check_but_read_nothing_else(objects, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)
     support = User.objects.create_user("support-only", password="x")
-    support.user_permissions.add(Permission.objects.get(codename="change_kiosk"))
+    support.user_permissions.add(*Permission.objects.filter(codename__in=["change_kiosk", "check_device"]))
     client = _client(support)
     started = client.post("/kiosks/K1/connection/")
     assert started.status_code == 302

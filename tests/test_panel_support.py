@@ -55,7 +55,8 @@ def make_user(username: str, *codenames: str, reads: bool = True) -> User:
     return user
 
 
-ALL_PANEL_PERMISSIONS = ("refund_order", "manage_shift", "print_xreport", "print_copy", "change_order")
+ALL_PANEL_PERMISSIONS = ("refund_order", "manage_shift", "print_xreport", "print_copy", "change_order",
+                         "check_device")
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ scope and fetch objects only through the helpers below, so no view forgets the k
 
 Reading is a right of its own: a login alone shows nothing (an account made for something else, or left
 without groups, must not read guests' orders, card data and shift totals). Every manager page needs
-``READ``; support staff who only hold ``CHANGE_KIOSK`` may open «Проверить связь» and follow those checks.
+``READ``; support staff who only hold ``CHANGE_KIOSK`` (and ``CHECK_DEVICE``, which the job needs) may open
+«Проверить связь» and follow those checks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 
@@ -33,6 +34,7 @@ XREPORT = "fiscal.print_xreport"
 PRINT_COPY = "fiscal.print_copy"
 RESEND = "nekassir.change_order"
 CHANGE_KIOSK = "nekassir.change_kiosk"  # support staff: the kiosk's settings and «Проверить связь»
+CHECK_DEVICE = "fiscal.check_device"  # «Проверить ККТ», «Проверить связь»: device calls, not for every login
 READ = "nekassir.view_order"  # every manager page: orders, shifts, the journal, the venue
 # Manager pages (URL names) that support staff (CHANGE_KIOSK without READ) may open: the admin's
 # «Проверить связь» and the page following it (``Scope.events`` then holds those checks only).
@@ -65,7 +67,7 @@ class Scope:
         if self.embed:
             if permission == REFUND:
                 return settings.KIOSK_SERVICE_REFUNDS
-            return permission in {MANAGE_SHIFT, XREPORT, PRINT_COPY, RESEND}
+            return permission in {MANAGE_SHIFT, XREPORT, PRINT_COPY, RESEND, CHECK_DEVICE}
         return bool(self.user and self.user.has_perm(permission))
 
     @cached_property
@@ -77,7 +79,8 @@ class Scope:
     def perms(self) -> dict[str, bool]:
         """For templates: which actions to offer (each view checks again with ``require``)."""
         return {"manage_shift": self.can(MANAGE_SHIFT), "xreport": self.can(XREPORT),
-                "print_copy": self.can(PRINT_COPY), "refund": self.can(REFUND), "resend": self.can(RESEND)}
+                "print_copy": self.can(PRINT_COPY), "refund": self.can(REFUND), "resend": self.can(RESEND),
+                "check_device": self.can(CHECK_DEVICE)}
 
     def require(self, permission: str) -> None:
         if not self.can(permission):
@@ -119,6 +122,25 @@ class Scope:
         return events.filter(kiosk=self.kiosk) if self.embed else events
 
 
+class TooManyJobs(Exception):
+    """This viewer started ``PANEL_JOB_RATE`` device jobs within the last minute (``nekassir.panel.jobs``):
+    answered 429 by the view decorators below, whichever view tried to start one."""
+
+    def __init__(self, rate: int, retry_after: int):
+        super().__init__(f"Слишком много заданий: не больше {rate} в минуту. Повторите через {retry_after} с.")
+        self.rate = rate
+        self.retry_after = retry_after
+
+
+def too_many_jobs(request: HttpRequest, scope: Scope, exc: TooManyJobs) -> HttpResponse:
+    """429 in Russian: the fragment for htmx (panel.js swaps it in), else a page with a way back."""
+    context = {"scope": scope, "message": str(exc), "back": scope.url("home")}
+    template = "panel/_too_many_jobs.html" if getattr(request, "htmx", False) else "panel/too_many_jobs.html"
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 # --- decorators ----------------------------------------------------------------------------------
 def may_open(request: HttpRequest) -> bool:
     """May this logged-in account open this manager page? Reading rights, or support staff's own pages."""
@@ -144,7 +166,11 @@ def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
             return redirect_to_login(request.get_full_path())
         if not may_open(request):
             raise PermissionDenied(READ)
-        return view(request, Scope(user=request.user), *args, **kwargs)
+        scope = Scope(user=request.user)
+        try:
+            return view(request, scope, *args, **kwargs)
+        except TooManyJobs as exc:
+            return too_many_jobs(request, scope, exc)
 
     wrapper.panel_access = "manager"
     return wrapper
@@ -190,7 +216,12 @@ def embed_view(view: Callable[..., HttpResponse], *, kiosk_scoped: bool = False)
             return frame_for_kiosk(response)
         if kiosk_scoped:
             kwargs["code"] = kiosk.code
-        return frame_for_kiosk(view(request, Scope(kiosk=kiosk), *args, **kwargs))
+        scope = Scope(kiosk=kiosk)
+        try:
+            response = view(request, scope, *args, **kwargs)
+        except TooManyJobs as exc:
+            response = too_many_jobs(request, scope, exc)
+        return frame_for_kiosk(response)
 
     wrapper.panel_access = "embed"
     return wrapper

@@ -14,6 +14,14 @@
       }, 0);
     }
   }, true);
+  // A refusal the panel explains (429: too many jobs) is shown where the job would have appeared; htmx
+  // swaps no 4xx answer by itself.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr && event.detail.xhr.status === 429) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-fill-all]");
     if (!button) return;

@@ -215,17 +215,22 @@ def resend(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """Send a paid order that iiko never got once more (only from not_delivered: compare-and-set)."""
     scope.require(RESEND)
     current = _order(scope, order_id)
+    back = scope.url("order", current.pk)
+    ref = f"order:{current.pk}"
+    running = jobs.already_running("resend", current.kiosk, object_ref=ref)
+    if running is not None:
+        return job_answer(request, scope, running, back=back)
+    jobs.check_rate(scope)  # before the order is moved: a refused start must not leave it "sending"
     moved = Order.objects.filter(RESENDABLE, pk=current.pk).update(
         step=Order.Step.IIKO, status=Order.Status.SENDING_TO_IIKO, error_code="", error_message="",
         iiko_round=F("iiko_round") + 1, updated_at=timezone.now(),
     )
-    back = scope.url("order", current.pk)
     if not moved:
         return page(request, scope, "panel/order.html", {
             **order_context(scope, _order(scope, order_id)),
             "action_error": "Заказ уже не ждёт передачи в iiko: повторная отправка не нужна.",
         })
-    start = jobs.start_job(scope, "resend", current.kiosk, object_ref=f"order:{current.pk}",
+    start = jobs.start_job(scope, "resend", current.kiosk, object_ref=ref,
                            message=f"{current.number}: повторная передача в iiko")
     return job_answer(request, scope, start, back=back)
 

@@ -59,9 +59,7 @@ def kiosk_block(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
 
 def _kiosk_action(request: HttpRequest, scope: Scope, code: str, kind: str, message: str) -> HttpResponse:
     kiosk = scope.get_kiosk(code)
-    spec = jobs.KINDS[kind]
-    if spec.permission:
-        scope.require(spec.permission)
+    scope.require(jobs.KINDS[kind].permission)  # start_job checks it too: here before anything is read
     shift = Shift.current(kiosk)
     ref = f"shift:{shift.pk}" if shift is not None and kind in ("shift_close", "xreport") else f"kiosk:{kiosk.code}"
     via = " (сервисное меню киоска)" if scope.embed else ""
