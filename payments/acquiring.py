@@ -217,6 +217,9 @@ class AcquiringClient(abc.ABC):
 
     #: whether ``status`` works (KKM Server: yes; DualConnector: no, it raises NotSupported)
     supports_status: bool = False
+    #: whether ``emergency_reversal`` can name the lost operation, so that the terminal refuses when its last
+    #: operation is another one (DualConnector: ECR id + amount; KKM Server: no such field)
+    names_lost_operation: bool = False
 
     @abc.abstractmethod
     def sale(self, op_id: str, amount_kopecks: int, order_number: str) -> CardResult: ...

@@ -163,6 +163,7 @@ class _Answer:
 
 class DualConnectorClient(AcquiringClient):
     supports_status = False
+    names_lost_operation = True
 
     def __init__(
         self,

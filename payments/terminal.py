@@ -294,6 +294,14 @@ class TerminalSession:
             return self._finish(op, CardOperation.State.DECLINED, "результат не подтверждён; операция повторяема")
         if op.kind == CardOperation.Kind.REVERSAL:
             raise TerminalUnresolved(f"{self.kiosk.code}: аварийная отмена {op.op_id} с неизвестным исходом", op)
+        earlier = None if self.client.names_lost_operation else self._reversible_before(op)
+        if earlier is not None:
+            # KKM Server's EmergencyReversal names no operation: it cancels the terminal's last transaction. If
+            # ours never reached the terminal, that is this earlier payment of another guest (a soak finding).
+            raise TerminalUnresolved(
+                f"{self.kiosk.code}: исход операции {op.op_id} неизвестен, а аварийная отмена не называет операцию "
+                f"и могла бы отменить предыдущую оплату ({earlier.reference}, RRN {earlier.rrn}): нужен отчёт "
+                f"терминала — разрешите вручную на странице заказа", op)
         return self._reverse(op)
 
     def _status_when_done(self, op: CardOperation) -> CardResult:
@@ -308,6 +316,16 @@ class TerminalSession:
             time.sleep(settings.TERMINAL_POLL_INTERVAL)
             answer = self.client.status(op.op_id)
         return answer
+
+    def _reversible_before(self, op: CardOperation) -> CardOperation | None:
+        """The approved payment, cancel or refund of ours that may still be the terminal's last transaction if
+        ``op`` never reached it: the last approved operation before ``op``, unless it is a settlement (the
+        batch is closed then, and an emergency reversal has nothing of it left to cancel)."""
+        last = (CardOperation.objects.filter(kiosk=self.kiosk, pk__lt=op.pk, state=CardOperation.State.APPROVED,
+                                             kind__in=[CardOperation.Kind.SALE, CardOperation.Kind.CANCEL,
+                                                       CardOperation.Kind.REFUND, CardOperation.Kind.SETTLEMENT])
+                .order_by("-pk").first())
+        return last if last is not None and last.kind != CardOperation.Kind.SETTLEMENT else None
 
     def _reverse(self, op: CardOperation) -> CardOperation:
         """Emergency reversal of the terminal's last operation, which is ``op`` (nothing ran since)."""

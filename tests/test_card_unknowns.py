@@ -158,6 +158,26 @@ def test_get_rezult_not_found_after_a_restart_is_unknown_not_declined(client, ve
     assert card_ops(venue.kkm) == [("sale", "approved"), ("reversal", "failed"), ("reversal", "approved")]
 
 
+def test_an_unnamed_reversal_never_risks_the_previous_guests_payment(client, venue):
+    """Soak finding: KKM Server restarted with our sale sent but not yet on the terminal; GetRezult "not found"
+    left it unknown, and the emergency reversal (KKM Server's names no operation) cancelled the terminal's last
+    transaction: the previous guest's completed payment. While an earlier approved payment of ours may still
+    be the terminal's last transaction, an unnamed reversal is not sent: the operation waits for a manager."""
+    first = place_order(client, venue)
+    assert first.status == Order.Status.COMPLETED
+    with terminal_session(venue.kiosks["K1"]) as session:
+        lost = session.create(CardOperation.Kind.SALE, 18900, reference="order:test")
+    CardOperation.objects.filter(pk=lost.pk).update(state=State.SENT, sent_at=first.card_sale.finished_at)
+    restart_kkm(venue)
+    with pytest.raises(TerminalUnresolved, match="предыдущ"), terminal_session(venue.kiosks["K1"]):
+        pass
+    lost.refresh_from_db()
+    assert lost.state == State.UNKNOWN
+    assert card_ops(venue.kkm) == [("sale", "approved")]  # the previous guest's payment untouched
+    first.card_sale.refresh_from_db()
+    assert first.card_sale.state == State.APPROVED
+
+
 def test_get_rezult_not_found_for_a_command_never_sent_is_declined(venue):
     with terminal_session(venue.kiosks["K1"]) as session:
         op = session.create(CardOperation.Kind.SALE, 18900)
