@@ -117,6 +117,7 @@ class Stats:
     kills: list[float] = field(default_factory=list)
     restarts: int = 0
     kkm_restarts: int = 0
+    by_hand: Counter = field(default_factory=Counter)  # unknown card operations a manager resolved by hand
     manual_closes: Counter = field(default_factory=Counter)
     clock_advances: list[str] = field(default_factory=list)
     refunds: Counter = field(default_factory=Counter)
@@ -499,6 +500,60 @@ class Soak:
         for outcome in outcomes:
             self.stats.bump("refunds", outcome)
 
+    def manager(self) -> None:
+        """A venue manager: every few seconds, an unknown card operation that recovery could not resolve
+        (KKM Server restarted and lost its results, while an unnamed reversal could cancel the previous
+        guest's payment) is resolved by hand on its order page, from the terminal's own record, as a manager
+        reads it on the bank slip or the terminal's report (``nekassir.card_resolution``, the product's code)."""
+        while not self.stop_chaos.wait(6):
+            self.resolve_by_hand(min_attempts=2)
+
+    def resolve_by_hand(self, min_attempts: int = 1) -> None:
+        from django.contrib.auth.models import User
+
+        from nekassir.card_resolution import ResolutionError, resolve_charged, resolve_not_charged
+        from payments.models import CardOperation, Refund
+
+        try:
+            user, _ = User.objects.get_or_create(username="soak-manager", defaults={"first_name": "Менеджер"})
+            stuck = CardOperation.objects.filter(state="unknown", kind__in=["sale", "cancel", "refund"],
+                                                 resolve_attempts__gte=min_attempts).select_related("original")
+            for op in stuck:
+                sale = op if op.kind == "sale" else op.original
+                order = sale.paid_order if sale is not None and hasattr(sale, "paid_order") else None
+                if order is None and op.reference.startswith("refund:"):
+                    order = Refund.objects.get(pk=int(op.reference.split(":")[1])).order
+                if order is None:
+                    continue
+                record = self.terminal_record(op)
+                note = "по журналу терминала (отчёт терминала), soak"
+                try:
+                    if record is not None and record["state"] == "approved":
+                        resolve_charged(order, op.pk, rrn=record["rrn"], auth_code=record["auth"], note=note,
+                                        user=user)
+                        self.stats.bump("by_hand", f"{op.kind}: деньги списаны")
+                    else:
+                        resolve_not_charged(order, op.pk, note=note, user=user)
+                        self.stats.bump("by_hand", f"{op.kind}: не списаны")
+                except ResolutionError as exc:
+                    self.stats.bump("by_hand", f"{op.kind}: refused ({exc.code})")
+        except Exception:
+            self.stats.error(f"manual resolution crashed: {traceback.format_exc()[-800:]}")
+        finally:
+            self.db_done()
+
+    def terminal_record(self, op: Any) -> dict[str, Any] | None:
+        """The terminal's own record of ``op`` (what its report or the bank slip shows), or None."""
+        from payments.dualconnector_client import ecr_transaction_id
+
+        app = self.emulators.dc if op.transport == "dualconnector" else self.emulators.kkm
+        ids = {op.op_id, ecr_transaction_id(op.op_id)}
+        for device in app.book.data["devices"].values():
+            for tx in device["transactions"]:
+                if tx["id"] in ids and tx["kind"] == op.kind:
+                    return tx
+        return None
+
     def maintenance(self) -> None:
         """What the every-minute schedules do, more often: recovery and the automatic-close scan."""
         from fiscal.autoclose import scan
@@ -520,7 +575,7 @@ class Soak:
         threads = [threading.Thread(target=self.kiosk_loop, args=(code, self.args.seed * 100 + i), name=code)
                    for i, code in enumerate(KIOSKS)]
         helpers = [threading.Thread(target=target, name=target.__name__, daemon=True)
-                   for target in (self.killer, self.closer, self.refunder, self.maintenance)]
+                   for target in (self.killer, self.closer, self.refunder, self.maintenance, self.manager)]
         for thread in threads + helpers:
             thread.start()
         deadline = time.monotonic() + self.args.chaos_timeout
@@ -561,6 +616,7 @@ class Soak:
         while time.monotonic() < deadline:
             recover()
             self.stats.recoveries += 1
+            self.resolve_by_hand(min_attempts=1)  # what recovery alone cannot settle, a manager does
             time.sleep(5)
             left = self.pending()
             work = {k: v for k, v in left.items() if k != "device jobs queued"}
@@ -653,6 +709,8 @@ class Soak:
         _table("DISRUPTIONS", ["what", "count"], [
             ("device cluster SIGKILL (process group) + restart", len(stats.kills)),
             ("KKM Server restarts forgetting their results", stats.kkm_restarts),
+            ("unknown card operations resolved by hand (manager)", sum(stats.by_hand.values())),
+            *[(f"  by hand: {k}", v) for k, v in sorted(stats.by_hand.items())],
             ("manual shift closes (manage.py kkt K close)", sum(stats.manual_closes.values())),
             *[(f"  manual close: {k}", v) for k, v in sorted(stats.manual_closes.items())],
             ("register clock advances (automatic / expired closes)", len(stats.clock_advances)),
@@ -682,7 +740,7 @@ class Soak:
             "orders": stats.placed, "kills": len(stats.kills), "seconds": round(total, 1), "phases": stats.phases,
             "faults_armed": dict(stats.faults_armed), "fault_hits": dict(hits),
             "manual_closes": dict(stats.manual_closes), "clock_advances": stats.clock_advances,
-            "refunds": dict(stats.refunds), "final": report.final_counts,
+            "refunds": dict(stats.refunds), "by_hand": dict(stats.by_hand), "final": report.final_counts,
             "invariants": {c.name: {"checked": c.checked, "violations": c.violations[:50]} for c in report.checks},
             "errors": stats.errors, "left_before_final_close": left_before_close,
         }
