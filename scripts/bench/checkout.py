@@ -10,7 +10,11 @@ them is known. The floor (scripts/bench/floor.py) runs side by side in the same 
 1. overhead: N orders on kiosk B01 alternating with N floor orders, device delays 0;
 2. parallel: K kiosks × M orders at once with delays (receipt 1.5 s, card 5 s, iiko 1 s), and, at the
    same time, one floor lane doing M orders serially on its own devices: wall time ÷ that lane's time;
-3. memory: peak RSS of the web server's and the clusters' processes after the parallel run.
+3. memory: peak RSS of the web server's and the clusters' processes after the parallel run;
+4. job burst (scripts/bench/job_burst.py): kiosk B02's checkout, with the parallel run's delays, while 50
+   panel job requests are sent for kiosk B01 (busy with its own guest) ÷ the same checkout alone.
+
+``--parts`` runs only some of them (e.g. ``--parts burst``); the warm-up always runs.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ DB_NAME = "nekassir_bench_checkout"
 FINAL = {"completed", "cancelled", "failed", "not_delivered"}
 REALISTIC = {"print_delay": 1.5, "card_delay": 5.0, "iiko_delay": 1.0}
 KIOSK_POLL = 0.25  # how often a bench kiosk asks for its order's status in the parallel run
+PARTS = ("overhead", "parallel", "burst")
 
 
 def order_body() -> dict[str, Any]:
@@ -266,10 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, help="overhead: orders of ours (and as many at the floor)")
     parser.add_argument("--kiosks", type=int, default=10)
     parser.add_argument("--parallel-orders", type=int, help="orders per kiosk in the parallel run")
+    parser.add_argument("--burst-repeats", type=int, help="job burst: pairs of orders (alone, under the burst)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "checkout.json")
     args = parser.parse_args(argv)
     n = args.orders or (20 if args.quick else 100)
     per_kiosk = args.parallel_orders or (3 if args.quick else 20)
+    burst_repeats = args.burst_repeats or (1 if args.quick else 3)
     for problem in (pg_reachable(), redis_reachable()):
         if problem:
             say(problem)
@@ -310,12 +318,20 @@ def main(argv: list[str] | None = None) -> int:
                 completion(order_id, timeout=180)
         for _ in range(2):
             floor.run(build_floor_order(floor_kiosk, order_body()))
-        say(f"checkout: overhead, {n} orders of ours and {n} at the floor, device delays 0")
-        emulators.recorder.forget_before(time.monotonic())
-        results["overhead"] = run_overhead(stack, emulators, kiosks[0], floor, n)
-        results["parallel"] = run_parallel(stack, emulators, kiosks, floor, per_kiosk)
-        results["memory"] = stack.memory()
-        results["journal"] = journal_check(emulators, kiosks)
+        if "overhead" in args.parts:
+            say(f"checkout: overhead, {n} orders of ours and {n} at the floor, device delays 0")
+            emulators.recorder.forget_before(time.monotonic())
+            results["overhead"] = run_overhead(stack, emulators, kiosks[0], floor, n)
+        if "parallel" in args.parts:
+            results["parallel"] = run_parallel(stack, emulators, kiosks, floor, per_kiosk)
+            results["memory"] = stack.memory()
+            results["journal"] = journal_check(emulators, kiosks)
+        if "burst" in args.parts:
+            from scripts.bench.job_burst import BURST, run_job_burst
+
+            say(f"checkout: job burst, {burst_repeats} × ({kiosks[1][0].code} alone, then under {BURST} job "
+                f"requests for {kiosks[0][0].code})")
+            results["job_burst"] = run_job_burst(stack, emulators, kiosks, burst_repeats)
         results["stack"] = {"web": f"gunicorn gthread {stack.config.gunicorn_workers}×{stack.config.gunicorn_threads}",
                             "device_workers": args.kiosks + 1, "broker": "redis", "database": "postgresql",
                             "settings": _client_settings()}

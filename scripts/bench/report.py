@@ -47,6 +47,16 @@ def checkout_lines(results: dict[str, Any]) -> list[str]:
             ratio_line("parallel_kiosks_vs_serial", p["ratio"], "≤ 1.1"),
             ratio_line("parallel_kiosks_vs_nominal", p["ratio_nominal"], "≤ 1.1"),
         ]
+    b = results.get("job_burst")
+    if b:
+        lines += [
+            figure_line("checkout_alone_median", _ms(b["alone_median_s"]), "ms (realistic delays)"),
+            figure_line("checkout_under_job_burst_median", _ms(b["under_burst_median_s"]),
+                        f"ms ({b['burst_requests']} job requests for another kiosk)"),
+            ratio_line("checkout_under_job_burst_vs_alone", b["ratio"], "≤ 1.2"),
+            figure_line("job_burst_jobs_started", str(b["jobs_started"]),
+                        f"jobs for {b['repeats'] * b['burst_requests']} requests ({b['jobs_deferred']} waited)"),
+        ]
     m = results.get("memory")
     if m:
         for name, mem in m.items():
@@ -149,6 +159,20 @@ def _parallel_md(c: dict[str, Any]) -> list[str]:
     return out
 
 
+def _burst_md(c: dict[str, Any]) -> list[str]:
+    b = c.get("job_burst")
+    if not b:
+        return []
+    times = ", ".join(f"{_fmt(a, 2)} / {_fmt(u, 2)} s" for a, u in zip(b["alone_s"], b["under_burst_s"], strict=False))
+    return ["", f"**Checkout under a burst of panel jobs** (issue 16): kiosk B02's order with the parallel run's "
+            f"delays, alone and while one manager account sends {b['burst_requests']} job requests "
+            f"({', '.join(b['kinds'])}) at once for kiosk B01, itself busy with a guest's order; {b['repeats']} "
+            f"pairs (alone / under the burst): {times}. Ratio of the medians {_fmt(b['ratio'], 2)}. Answers to "
+            f"the requests: {b['answers']}; jobs started {b['jobs_started']} ({b['jobs_deferred']} waited for "
+            f"B01 off any worker), outcomes {b['job_outcomes']}, unfinished {b['jobs_unfinished']}; orders "
+            f"{b['order_statuses']}."]
+
+
 def _memory_md(c: dict[str, Any]) -> list[str]:
     mem = c.get("memory")
     if not mem:
@@ -197,7 +221,7 @@ def figures_markdown(results: dict[str, Any]) -> str:
     """The figures section (between the markers) from the results of one run."""
     out = [_machine_line(results), "", "```", *results.get("lines", []), "```"]
     checkout = results.get("checkout", {})
-    out += _checkout_md(checkout) + _parallel_md(checkout) + _memory_md(checkout)
+    out += _checkout_md(checkout) + _parallel_md(checkout) + _memory_md(checkout) + _burst_md(checkout)
     out += _panel_md(results.get("panel", {}))
     return "\n".join(out)
 
