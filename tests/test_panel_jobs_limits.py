@@ -124,6 +124,20 @@ def test_a_second_request_gets_the_running_jobs_fragment_and_another_kiosk_gets_
     assert [e.kiosk.code for e in _starts("check")] == ["K1", "K2"]
 
 
+def test_copies_are_merged_per_document_not_per_kiosk(venue, queued_only):
+    from tests.test_panel_support import fake_completed_order, fake_shift
+
+    kiosk = Kiosk.objects.get(code="K1")
+    shift = fake_shift(kiosk)
+    first, second = fake_completed_order(kiosk, shift), fake_completed_order(kiosk, shift)
+    client = _client(make_user("printer", "print_copy"))
+    for order in (first, first, second):
+        document = order.sell_operation.document
+        assert client.post(f"/kiosks/K1/print/receipt/{document.pk}/", {"order": str(order.pk)}).status_code == 302
+    assert sorted(e.data["document_id"] for e in _starts("print_receipt")) == sorted(
+        [first.sell_operation.document.pk, second.sell_operation.document.pk])
+
+
 def test_a_finished_job_does_not_stop_the_next_one(venue):
     client = _client(make_user("checker", "check_device"))
     client.post("/kiosks/K1/check/")
