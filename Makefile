@@ -23,8 +23,10 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/python scripts/run.py
 
+# ruff, then the house's import contracts (pyproject.toml [tool.importlinter]): a module importing upward fails.
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test-sqlite: venv
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from core import wirejson
+from core.tls import ssl_context
 from fiscal.atol_errors import (
     AtolAuthError,
     AtolBadAnswer,
@@ -33,8 +35,6 @@ from fiscal.atol_errors import (
     AtolUnreachable,
     device_error,
 )
-from nekassir import wirejson
-from nekassir.tls import ssl_context
 
 # The first polls after a POST come sooner than ``poll_interval``: a query task (getShiftStatus) or a
 # document on a fast register is often ready within tens of milliseconds, and one fixed pause of
@@ -181,7 +181,7 @@ class AtolClient:
         auth = httpx.BasicAuth(self.username, self.password) if self.username else None
         self._http = httpx.Client(
             base_url=self.base_url.rstrip("/"), auth=auth, timeout=self.timeout, transport=self.transport,
-            verify=ssl_context(),  # built once per process (nekassir.tls): a client per session stays cheap
+            verify=ssl_context(),  # built once per process (core.tls): a client per session stays cheap
         )
 
     def close(self) -> None:

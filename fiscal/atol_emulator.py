@@ -45,7 +45,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from nekassir.emulator_http import (
+from core.emulator_http import (
     EmulatorApp,
     JsonStateFile,
     Request,

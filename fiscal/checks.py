@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.addresses import without_credentials
 from fiscal import requisites
 from fiscal.atol_errors import AtolError
 from fiscal.register import FiscalError, register_session
-from nekassir.addresses import without_credentials
 from nekassir.models import Kiosk
 
 

@@ -18,11 +18,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core import wirejson
+from core.addresses import without_credentials
 from fiscal.atol_client import AtolClient, FiscalParams, TaskOutcome
 from fiscal.atol_errors import AtolDeviceError, AtolError, AtolOutcomeUnknown
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
-from nekassir import wirejson
-from nekassir.addresses import without_credentials
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk
 

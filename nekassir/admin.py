@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from nekassir.addresses import without_credentials
+from core.addresses import without_credentials
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import DeviceLock, Event, Kiosk
 

@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nekassir.addresses import has_credentials, without_credentials
+from core.addresses import has_credentials, without_credentials
 from nekassir.locks import DeviceBusy
 from nekassir.models import Kiosk
 

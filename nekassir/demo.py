@@ -45,7 +45,7 @@ DEMO_KIOSKS: list[dict[str, Any]] = [
 def seed_demo() -> dict[str, Any]:
     """Create or refresh the demo venue; returns working credentials (password and tokens are new each
     time: the plaintext of either is never stored, so the only working ones are those just issued)."""
-    from nekassir import iiko_emulator as menu
+    from iiko import emulator as menu
 
     connection, _ = IikoConnection.objects.update_or_create(
         name="Демо iiko (эмулятор)", defaults={"base_url": emulator_url("iiko"), "api_login": menu.DEMO_API_LOGIN},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nekassir.emulator_http import EmulatorApp
+from core.emulator_http import EmulatorApp
 
 
 @dataclass
@@ -20,7 +20,7 @@ class EmulatorDelays:
 def build_emulators(state_dir: Path, delays: EmulatorDelays) -> dict[str, EmulatorApp]:
     """Every emulator, keyed by the names of ``settings.EMULATOR_PORTS``."""
     from fiscal.atol_emulator import AtolWebServerEmulator
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 

@@ -11,12 +11,12 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, models
 from django.utils.deconstruct import deconstructible
 
-from nekassir import wirejson
-from nekassir.addresses import has_credentials, without_credentials
+from core import wirejson
+from core.addresses import has_credentials, without_credentials
 
 
 class ExactJSONField(models.TextField):
-    """JSON stored as text with Decimals kept exact (see ``nekassir.wirejson``).
+    """JSON stored as text with Decimals kept exact (see ``core.wirejson``).
 
     For requests that may be re-sent to a device after a crash: what goes out the second time is
     byte-for-byte the amount that went out the first time.
@@ -40,7 +40,7 @@ class ExactJSONField(models.TextField):
 @deconstructible
 class NoCredentialsInAddress:
     """Refuses ``http://user:password@host``: the login and password go in their own fields, never shown back
-    (``nekassir.addresses`` says why)."""
+    (``core.addresses`` says why)."""
 
     def __init__(self, message: str):
         self.message = message

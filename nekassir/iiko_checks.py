@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nekassir.iiko_client import IikoError
+from iiko.client import IikoError
 from nekassir.iiko_delivery import IikoNotConfigured, make_iiko_client
 from nekassir.models import Kiosk
 

@@ -39,9 +39,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from nekassir import wirejson
+from core import wirejson
+from iiko.client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from nekassir.events import record_event
-from nekassir.iiko_client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import IikoAttempt, IikoConnection, Kiosk, Order
 

@@ -12,7 +12,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from nekassir.addresses import without_credentials
+from core.addresses import without_credentials
 from nekassir.fields import CloudURLField, LanURLField
 
 

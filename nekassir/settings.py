@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from nekassir.env import (
+from core.env import (
     env_bool,
     env_choice,
     env_float,
@@ -63,9 +63,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "core",
     "nekassir",
     "fiscal",
     "payments",
+    "iiko",
 ]
 
 MIDDLEWARE = [

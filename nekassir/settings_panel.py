@@ -10,10 +10,10 @@ import sys as _sys
 
 from django.core.exceptions import ImproperlyConfigured as _ImproperlyConfigured
 
-from nekassir.env import env_bool as _bool
-from nekassir.env import env_float as _float
-from nekassir.env import env_int as _int
-from nekassir.env import env_list as _list
+from core.env import env_bool as _bool
+from core.env import env_float as _float
+from core.env import env_int as _int
+from core.env import env_list as _list
 
 _base = _sys.modules["nekassir.settings"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from nekassir.tls import ssl_context
+from core.tls import ssl_context
 
 DEFAULT_API_URL = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH = 4096  # Bot API limit for a message's text, in characters

@@ -44,7 +44,7 @@ from decimal import Decimal, InvalidOperation
 
 import httpx
 
-from nekassir.tls import ssl_context
+from core.tls import ssl_context
 
 # --- errors ---------------------------------------------------------------------------------------------
 
@@ -334,7 +334,7 @@ def post_once(
     """POST once, never retried: a retry of a card payment could charge twice.
 
     A fresh connection per call, so a ConnectError always means "nothing was sent" (a reused keep-alive
-    connection that died would blur that line). Only the TLS context is shared (nekassir.tls): building
+    connection that died would blur that line). Only the TLS context is shared (core.tls): building
     one per call cost more than the whole exchange with a terminal on the LAN.
     """
     timeouts = httpx.Timeout(timeout, connect=min(connect_timeout, timeout) if timeout else connect_timeout)

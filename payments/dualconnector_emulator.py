@@ -40,7 +40,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
-from nekassir.emulator_http import Request, Response, sleep_unless_stopping
+from core.emulator_http import Request, Response, sleep_unless_stopping
 from payments.dualconnector_client import (
     AMOUNT,
     AUTH_CODE,

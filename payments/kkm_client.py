@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nekassir import wirejson
+from core import wirejson
 from payments.acquiring import (
     AcquiringClient,
     CardResult,

@@ -62,7 +62,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from nekassir.emulator_http import (
+from core.emulator_http import (
     EmulatorApp,
     FaultQueue,
     JsonStateFile,

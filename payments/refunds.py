@@ -326,7 +326,7 @@ def _return_task(refund: Refund) -> dict[str, Any]:
 
 
 def _iiko_step(refund: Refund) -> None:
-    from nekassir.iiko_client import IikoError
+    from iiko.client import IikoError
     from nekassir.iiko_delivery import IikoNotConfigured, make_iiko_client
 
     order = refund.order

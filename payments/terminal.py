@@ -53,8 +53,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from core.addresses import without_credentials
 from fiscal.models import Shift
-from nekassir.addresses import without_credentials
 from nekassir.events import record_event
 from nekassir.locks import device_lock
 from nekassir.models import Kiosk, TerminalTransport

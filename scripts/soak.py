@@ -185,7 +185,7 @@ class Soak:
     def setup_venue(self) -> None:
         from django.core.management import call_command
 
-        from nekassir import iiko_emulator as menu
+        from iiko import emulator as menu
         from nekassir.models import IikoConnection, Kiosk, KioskToken
 
         call_command("migrate", verbosity=0, interactive=False)
@@ -228,7 +228,7 @@ class Soak:
 
     # ------------------------------------------------------------------------------------ orders
     def order_body(self) -> dict[str, Any]:
-        from nekassir import iiko_emulator as menu
+        from iiko import emulator as menu
 
         rng = self.rng
         lines, total = [], Decimal("0")

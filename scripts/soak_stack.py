@@ -136,9 +136,9 @@ class Emulators:
 def start_emulators(print_delay: float, card_delay: float, iiko_delay: float) -> Emulators:
     """Every emulator on a free port; no state files (nothing restarts them, and a big JSON state
     rewritten on every change would make the emulators, not the product, the bottleneck)."""
+    from core.emulator_http import EmulatorServer
     from fiscal.atol_emulator import AtolWebServerEmulator
-    from nekassir.emulator_http import EmulatorServer
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from nekassir.emulator_http import EmulatorApp, EmulatorServer
+from core.emulator_http import EmulatorApp, EmulatorServer
 
 
 class RunningEmulator:
@@ -72,6 +72,6 @@ def dc_emulator(serve_emulator, tmp_path) -> RunningEmulator:
 
 @pytest.fixture
 def iiko_emulator(serve_emulator, tmp_path) -> RunningEmulator:
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
 
     return serve_emulator(IikoEmulator(state_path=str(tmp_path / "iiko.json")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nekassir.emulator_http import EmulatorApp, Response, json_response
+from core.emulator_http import EmulatorApp, Response, json_response
 
 
 class BadAtolServer(EmulatorApp):

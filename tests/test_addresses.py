@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.forms import modelform_factory
 
-from nekassir.addresses import has_credentials, without_credentials
+from core.addresses import has_credentials, without_credentials
 from nekassir.models import DeviceLock, IikoConnection, Kiosk
 from tests.test_panel_support import venue  # noqa: F401
 

@@ -1,6 +1,6 @@
 """Alerts to Telegram (nekassir.alerts) against a local fake of the Bot API over real HTTP.
 
-The fake is an emulator (nekassir.emulator_http): it takes ``POST /bot<token>/sendMessage`` like the Bot
+The fake is an emulator (core.emulator_http): it takes ``POST /bot<token>/sendMessage`` like the Bot
 API, keeps every message it accepted, and can answer 500 or 429 on demand.
 """
 
@@ -17,9 +17,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.emulator_http import EmulatorApp, Request, Response, json_response
 from fiscal.models import Shift
 from nekassir import alerts
-from nekassir.emulator_http import EmulatorApp, Request, Response, json_response
 from nekassir.models import Event, IikoAttempt, Order
 from nekassir.telegram import TelegramClient, TelegramError
 from payments.models import CardOperation, Settlement

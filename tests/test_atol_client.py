@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.emulator_http import Response, json_response
 from fiscal.atol_client import AtolClient, TaskStatus
 from fiscal.atol_errors import (
     AtolAuthError,
@@ -23,7 +24,6 @@ from fiscal.atol_errors import (
     AtolUnreachable,
     AtolValidationError,
 )
-from nekassir.emulator_http import Response, json_response
 from tests.fake_servers import BadAtolServer
 
 

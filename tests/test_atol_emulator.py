@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from core.emulator_http import EmulatorServer
 from fiscal.atol_emulator import AtolWebServerEmulator
-from nekassir.emulator_http import EmulatorServer
 from tests.conftest import RunningEmulator
 
 FINAL = {"ready", "error", "interrupted", "canceled"}

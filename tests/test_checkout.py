@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fiscal.models import FiscalDocument
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.checkout import run_checkout
 from nekassir.models import Order
 from payments.models import CardOperation

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from django_q.conf import Conf
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import IikoAttempt, Order
 from payments.models import CardOperation
 from tests.processes import start_manage
@@ -24,7 +24,7 @@ DELAY = 1.5  # seconds each device takes: the window in which the cluster is kil
 @pytest.fixture
 def venue(serve_emulator, tmp_path, monkeypatch):
     from fiscal.atol_emulator import AtolWebServerEmulator
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 

@@ -16,8 +16,8 @@ from django_q.conf import Conf
 
 from fiscal import shifts
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
+from iiko import emulator as demo
 from nekassir import checkout
-from nekassir import iiko_emulator as demo
 from nekassir.checkout import _advance
 from nekassir.models import Event, Order
 from nekassir.recovery import check_register_ready

@@ -18,7 +18,7 @@ from django_q.conf import Conf
 from fiscal.models import FiscalOperation
 from fiscal.register import register_session
 from fiscal.shifts import close_shift
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.checkout import _advance, run_checkout
 from nekassir.models import Order
 from nekassir.receipts import sell_task

@@ -27,7 +27,7 @@ from django.test import Client
 from django_q.conf import Conf
 
 from fiscal.models import FiscalOperation
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Event, Order
 from payments.models import CardOperation, Refund
 from tests.processes import ROOT, project_env
@@ -47,7 +47,7 @@ def _postgresql_only():
 @pytest.fixture
 def venue(serve_emulator, tmp_path):
     from fiscal.atol_emulator import AtolWebServerEmulator
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 

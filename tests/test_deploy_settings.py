@@ -17,7 +17,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from nekassir.env import env_proxy_ssl_header, private_dir, private_file
+from core.env import env_proxy_ssl_header, private_dir, private_file
 from tests.processes import ROOT
 
 READ_SETTINGS = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.emulator_http import Response, json_response
 from fiscal import shifts
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import (
@@ -14,7 +15,6 @@ from fiscal.register import (
     register_lock_key,
     register_session,
 )
-from nekassir.emulator_http import Response, json_response
 from nekassir.locks import DeviceBusy, device_lock
 from tests.factories import make_kiosk
 from tests.fake_servers import BadAtolServer

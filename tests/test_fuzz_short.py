@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from nekassir import iiko_emulator as menu
+from iiko import emulator as menu
 from nekassir.api.schemas import OrderStatusOut
 from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter, issue_token
 from tests.urlwalk import walk

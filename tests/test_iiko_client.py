@@ -10,9 +10,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from nekassir import iiko_emulator as demo
-from nekassir import iiko_schema
-from nekassir.iiko_client import (
+from iiko import emulator as demo
+from iiko import schema as iiko_schema
+from iiko.client import (
     CreateOrderSettings,
     IikoAuthError,
     IikoClient,
@@ -24,8 +24,8 @@ from nekassir.iiko_client import (
     exact_number,
     items_total,
 )
-from nekassir.iiko_emulator import IikoEmulator
-from nekassir.iiko_schema import SchemaValidationError
+from iiko.emulator import IikoEmulator
+from iiko.schema import SchemaValidationError
 
 ORG = demo.ORG_ID
 TG = demo.TERMINAL_GROUP_ID

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from jsonschema import Draft202012Validator
 
-from nekassir import iiko_schema
-from nekassir.iiko_client import build_order
-from nekassir.iiko_schema import IikoSchema, SchemaUnavailableError, SchemaValidationError, UnknownOperationError
+from iiko import schema as iiko_schema
+from iiko.client import build_order
+from iiko.schema import IikoSchema, SchemaUnavailableError, SchemaValidationError, UnknownOperationError
 
 ORG = "c0a4c803-9068-459f-ac88-9e88abd2d203"
 TG = "3819ff4c-081f-4976-9482-cbc2b08007b0"

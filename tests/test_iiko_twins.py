@@ -13,9 +13,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
+from iiko.client import IikoClient, IikoHTTPError, IikoTimeout, build_order
 from nekassir.checkout import run_checkout
-from nekassir.iiko_client import IikoClient, IikoHTTPError, IikoTimeout, build_order
 from nekassir.models import IikoAttempt, Kiosk, Order
 from tests.venue import build_venue, order_body, place_order
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Event, Order
 from payments.models import Refund
 from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401

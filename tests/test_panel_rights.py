@@ -11,7 +11,7 @@ from django.test import Client
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.events import record_event
 from nekassir.models import Event, Kiosk
 from payments.models import Refund

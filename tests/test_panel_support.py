@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import nekassir.panel.admin_registrations  # noqa: F401  (until nekassir/admin.py imports it)
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Order, OrderLine
 from payments.models import CardOperation
 from tests.venue import build_venue, order_body

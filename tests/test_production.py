@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from nekassir import iiko_emulator as menu
+from iiko import emulator as menu
 from scripts.bench.common import drop_database, pg_reachable, recreate_database, redis_reachable
 from scripts.bench.stack import Stack, StackConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fiscal.atol_emulator import validate_receipt
-from nekassir.iiko_emulator import DEMO_MODIFIERS, DEMO_PRODUCTS, PRODUCT_CAESAR_ID, PRODUCT_ICE_CREAM_ID
+from iiko.emulator import DEMO_MODIFIERS, DEMO_PRODUCTS, PRODUCT_CAESAR_ID, PRODUCT_ICE_CREAM_ID
 from nekassir.receipt_names import FALLBACK, MAX_LENGTH, receipt_name
 
 

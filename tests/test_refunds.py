@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from fiscal import shifts
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Order
 from payments.models import CardOperation, Refund
 from payments.refunds import RefundError, refundable, request_refund, run_refund

@@ -18,7 +18,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 import nekassir.panel.admin_registrations  # noqa: F401  (the service menu's admin pages)
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Event, Order
 from payments.models import Refund
 from tests.processes import ROOT
@@ -36,7 +36,7 @@ KKM_USER, KKM_PASSWORD = "kkm", "kkm-" + secrets.token_hex(8)
 def world(serve_emulator, tmp_path, monkeypatch, settings):
     """Kiosks whose register and terminal need passwords, a shift and a paid order, a manager."""
     from fiscal.atol_emulator import AtolWebServerEmulator
-    from nekassir.iiko_emulator import IikoEmulator
+    from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 

@@ -23,7 +23,7 @@ from django.db import connection
 from django_q.conf import Conf
 
 from fiscal.register import register_session
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.checkout import run_checkout
 from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order

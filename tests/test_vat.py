@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.api import orders as api_orders
 from nekassir.models import Kiosk, KioskToken, Order, OrderLine, OrderModifier, PickupCounter
 

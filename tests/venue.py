@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import IikoConnection, Kiosk, Order, issue_token
 from tests.factories import make_terminal_kiosk
 

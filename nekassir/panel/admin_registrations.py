@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 
-from nekassir.addresses import without_credentials
+from core.addresses import without_credentials
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import IikoAttempt, IikoConnection, KioskToken, Order, OrderLine, OrderModifier
 from payments.models import Refund

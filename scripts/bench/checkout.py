@@ -55,7 +55,7 @@ PARTS = ("overhead", "parallel", "burst")
 
 def order_body() -> dict[str, Any]:
     """A burger and two glasses of mors: 289.00 + 2 × 120.00."""
-    from nekassir import iiko_emulator as menu
+    from iiko import emulator as menu
 
     products = {p["id"]: p for p in menu.DEMO_PRODUCTS}
     lines = []
@@ -68,7 +68,7 @@ def order_body() -> dict[str, Any]:
 
 def make_kiosks(count: int, emulators) -> tuple[list[tuple[Any, str]], Any]:
     """``count`` active kiosks (KKM Server terminals) and an inactive one for the floor, on the emulators."""
-    from nekassir import iiko_emulator as menu
+    from iiko import emulator as menu
     from nekassir.models import IikoConnection, Kiosk, KioskToken
 
     connection = IikoConnection.objects.create(name="bench", base_url=emulators.url("iiko"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nekassir.emulator_http import EmulatorServer
+from core.emulator_http import EmulatorServer
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Emulators:
     def __init__(self, state_dir: Path | None = None, print_delay: float = 0.0, card_delay: float = 0.0,
                  iiko_delay: float = 0.0):
         from fiscal.atol_emulator import AtolWebServerEmulator
-        from nekassir.iiko_emulator import IikoEmulator
+        from iiko.emulator import IikoEmulator
         from payments.kkm_emulator import KkmServerEmulator
 
         # No state file: a real device spends no time writing our JSON (``state_dir`` for a test that wants one).

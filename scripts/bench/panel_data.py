@@ -36,7 +36,7 @@ def generate(orders: int, shifts: int, say) -> dict[str, Any]:
     from django.contrib.auth.models import User
     from django.db import connection, transaction
 
-    from nekassir import iiko_emulator as menu
+    from iiko import emulator as menu
     from nekassir.models import IikoConnection, Kiosk
 
     assert shifts % KIOSKS == 0 and orders >= shifts, "shifts must be a multiple of 10, orders ≥ shifts"

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from fiscal.models import Shift
-from nekassir import iiko_emulator as demo
+from iiko import emulator as demo
 from nekassir.models import Order
 from payments.models import Refund
 from tests.test_panel_support import PIN, make_user, venue  # noqa: F401

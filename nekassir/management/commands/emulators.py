@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from nekassir.emulator_http import EmulatorServer
+from core.emulator_http import EmulatorServer
 from nekassir.emulators import EmulatorDelays, build_emulators
 
 

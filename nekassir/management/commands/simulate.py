@@ -10,7 +10,7 @@ import statistics
 
 from django.core.management.base import BaseCommand, CommandError
 
-from nekassir import iiko_emulator as menu
+from iiko import emulator as menu
 from nekassir.models import Kiosk, KioskToken
 from nekassir.simulation import SimulatedKiosk, run
 

@@ -7,6 +7,9 @@ wire protocols over real HTTP so that the clients are tested exactly as they run
 Every emulator also answers the control API under ``/_emulator/`` (faults, journal, reset);
 ``EmulatorApp`` routes those to ``add_fault`` / ``journal`` / ``reset`` so each emulator only
 implements its protocol.
+
+Floor: bottom (``core``, shared by every room); imports nothing of ``fiscal``, ``payments``, ``iiko`` or
+``nekassir`` (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Decimals are written as their exact number literal (``Decimal("189.90")`` → ``189.90``) and numbers
 with a fraction are read back as Decimal, so an amount never passes through float on its way to a
 register, a terminal or iiko, nor when a stored request is re-sent after a crash.
+
+Floor: bottom (``core``, shared by every room); imports nothing of ``fiscal``, ``payments``, ``iiko`` or
+``nekassir`` (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ else.
 Also a pure helper, ``build_order``, that turns plain kiosk data into the ``order`` object of
 ``order/create`` / ``deliveries/create`` with money emitted exactly (never through float arithmetic).
 See /work/shared/reference/PROTOCOLS.md §3.
+
+Floor: middle, the iiko room (``iiko``); imports neither ``fiscal``, ``payments`` nor ``nekassir``, only the
+bottom (``core``) (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from nekassir import iiko_schema
-from nekassir.addresses import without_credentials
-from nekassir.tls import ssl_context
+from core.addresses import without_credentials
+from core.tls import ssl_context
+from iiko import schema
 
 DEFAULT_BASE_URL = "https://api-ru.iiko.services"
 # A token lives 1 hour; renewing at 50 minutes leaves room for clock skew and slow calls.
@@ -661,7 +664,7 @@ class IikoClient:
     # --- plumbing ------------------------------------------------------------------------------------
     def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if self.validate:
-            iiko_schema.validate_request(path, json.loads(dumps(body)))  # exactly what goes on the wire
+            schema.validate_request(path, json.loads(dumps(body)))  # exactly what goes on the wire
         token = self.token()
         response = self._send(path, body, token)
         if response.status_code == 401:
@@ -699,7 +702,7 @@ class IikoClient:
         if not isinstance(data, dict):
             raise IikoBadResponse(f"iiko answered {path} with {type(data).__name__}, not an object")
         if self.validate_responses:
-            errors = iiko_schema.response_errors(path, response.status_code, data)
+            errors = schema.response_errors(path, response.status_code, data)
             if errors:
                 raise IikoBadResponse(f"iiko's answer to {path} does not match its schema: {'; '.join(errors[:5])}")
         return data

@@ -4,6 +4,9 @@ Devices and iiko take their login and password from the kiosk's (or the connecti
 never shown back. A password written into the address instead works (httpx sends it as Basic auth), so it is
 a likely mistake; left there it would show wherever the address does: admin lists, forms, lock keys, log
 lines, «Проверить связь». Plain Python (no Django): the wire clients use it for their messages too.
+
+Floor: bottom (``core``, shared by every room); imports nothing of ``fiscal``, ``payments``, ``iiko`` or
+``nekassir`` (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ id or the organization id; ``path`` optionally limits a fault to one endpoint):
 Control API besides faults/journal/reset: ``POST /_emulator/clock {"advance_seconds"}`` moves the
 emulator's clock (tokens expire after one hour of it), ``GET /_emulator/clock``,
 ``POST /_emulator/revoke_tokens``.
+
+Floor: middle, the iiko room (``iiko``); imports neither ``fiscal``, ``payments`` nor ``nekassir``, only the
+bottom (``core``) (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from nekassir import iiko_schema
-from nekassir.emulator_http import (
+from core.emulator_http import (
     EmulatorApp,
     FaultQueue,
     JsonStateFile,
@@ -58,6 +60,7 @@ from nekassir.emulator_http import (
     json_response,
     lost_answer,
 )
+from iiko import schema
 
 # --- the demo venue -------------------------------------------------------------------------------
 
@@ -425,7 +428,7 @@ class IikoEmulator(EmulatorApp):
         except (UnicodeDecodeError, ValueError) as exc:
             raise _ErrorAnswer(f"Request body is not valid JSON: {exc}", "Bad Request") from exc
         if self.validate:
-            errors = iiko_schema.request_errors(request.path, body)
+            errors = schema.request_errors(request.path, body)
             if errors:
                 raise _ErrorAnswer("Invalid request: " + "; ".join(errors), "Bad Request")
         if not isinstance(body, dict):
@@ -435,7 +438,7 @@ class IikoEmulator(EmulatorApp):
     def _answer(self, path: str, status: int, data: Any) -> Response:
         data = _plain(data)
         if self.validate:
-            errors = iiko_schema.response_errors(path, status, data)
+            errors = schema.response_errors(path, status, data)
             if errors:  # a bug of the emulator itself: make it impossible to miss
                 message = f"EMULATOR BUG: HTTP {status} answer to {path} violates the iiko schema: {errors}"
                 self.schema_violations.append(message)

@@ -1,6 +1,9 @@
 """Strict readers for settings that come from environment variables.
 
 A wrong value stops the start with a message naming the variable, instead of a surprise later.
+
+Floor: bottom (``core``, shared by every room); imports nothing of ``fiscal``, ``payments``, ``iiko`` or
+``nekassir`` (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

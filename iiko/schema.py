@@ -21,6 +21,9 @@ Public API: ``validate_request(path, body)``, ``validate_response(path, status, 
 the messages), ``get_schema()`` and ``IikoSchema`` for a schema loaded from another file.
 The schema file is found at ``<project>/../shared/reference/iikocloud.openapi.json`` unless the
 ``IIKO_OPENAPI_PATH`` environment variable names another one; it is loaded once, lazily.
+
+Floor: middle, the iiko room (``iiko``); imports neither ``fiscal``, ``payments`` nor ``nekassir``, only the
+bottom (``core``) (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ each time (~20-30 ms of CPU), even for the plain-http devices on the venue LAN t
 checkout makes several clients per order (a register session, every card terminal POST, ...), so that
 load was most of the checkout's own time (issue 7). A context holds settings and CA certificates only,
 no connection state: one context is safely shared by any number of clients and threads.
+
+Floor: bottom (``core``, shared by every room); imports nothing of ``fiscal``, ``payments``, ``iiko`` or
+``nekassir`` (import-linter, pyproject.toml).
 """
 
 from __future__ import annotations
