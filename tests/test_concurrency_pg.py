@@ -119,6 +119,9 @@ def test_two_device_clusters_never_run_two_operations_on_one_device_at_once(clie
             outcomes = Event.objects.filter(object_ref__startswith="job:").count()
             if done == len(placed) and outcomes >= started_jobs:
                 break
+            # What the recovery schedule (the default cluster, not started here) does for a job that found its
+            # device busy and gave its worker back (issue 16): queue it again once its retry time has come.
+            jobs.resume_due_jobs()
             time.sleep(0.5)
     finally:
         for cluster in clusters:
@@ -135,7 +138,9 @@ def test_two_device_clusters_never_run_two_operations_on_one_device_at_once(clie
         card = [(f"{op.kind} {op.op_id}", op.created_at, op.finished_at)
                 for op in CardOperation.objects.filter(kiosk=kiosk).order_by("created_at")]
         assert all(end is not None for _, _, end in fiscal + card), f"{code}: an operation never finished"
-        assert len(fiscal) > 3 * ORDERS_PER_KIOSK and len(card) >= ORDERS_PER_KIOSK
+        # Each order makes a shift check and a sell; the jobs add X reports and checks (a kind requested again
+        # while the first is still queued is merged into it since issue 16, so fewer than requested).
+        assert len(fiscal) > 2 * ORDERS_PER_KIOSK and len(card) >= ORDERS_PER_KIOSK
         problems += [f"{code} register: {p}" for p in _overlaps(fiscal)]
         problems += [f"{code} terminal: {p}" for p in _overlaps(card)]
     assert not problems, "\n".join(problems[:20])
