@@ -82,11 +82,14 @@ class FaultQueue:
         with self._lock:
             self._items.append({"fault": fault, "count": count, "device": device, **extra})
 
-    def take(self, device: str | None, only: set[str] | None = None) -> dict[str, Any] | None:
-        """Consume one hit of the first fault that applies to ``device`` (and is in ``only``)."""
+    def take(self, device: str | None, only: set[str] | None = None,
+             operation: str | None = None) -> dict[str, Any] | None:
+        """Consume one hit of the first fault that applies to ``device`` (and is in ``only``). A fault armed
+        with ``"operation"`` waits for that operation (the card terminals: ``"reversal"``, so the soak can hit
+        the emergency reversal that resolves an unknown sale, not the sale before it)."""
         with self._lock:
             for item in self._items:
-                if item["device"] not in (None, device):
+                if item["device"] not in (None, device) or item.get("operation") not in (None, operation):
                     continue
                 if only is not None and item["fault"] not in only:
                     continue

@@ -382,26 +382,6 @@ COMMANDS = {
 }
 
 
-class CardFaultQueue(FaultQueue):
-    """Faults may name the operation they wait for (``"operation": "reversal"``): the soak arms
-    ``no_connection`` or ``reversal_refused`` for the emergency reversal that resolves an unknown sale,
-    without the sale before it taking the fault."""
-
-    def take(self, device: str | None, only: set[str] | None = None,
-             operation: str | None = None) -> dict[str, Any] | None:
-        with self._lock:
-            for item in self._items:
-                if item["device"] not in (None, device) or item.get("operation") not in (None, operation):
-                    continue
-                if only is not None and item["fault"] not in only:
-                    continue
-                item["count"] -= 1
-                if item["count"] <= 0:
-                    self._items.remove(item)
-                return dict(item)
-        return None
-
-
 class _Refused(Exception):
     """A request KKM Server refuses before anything runs (not stored under its IdCommand)."""
 
@@ -414,7 +394,7 @@ class CardTerminalEmulator(EmulatorApp):
 
     def __init__(self, state_path: str | None, card_delay: float, days_without_settlement_limit: int | None):
         super().__init__()
-        self.faults = CardFaultQueue(self.faults_known)
+        self.faults = FaultQueue(self.faults_known)
         self._file = JsonStateFile(state_path)
         self._lock = threading.RLock()  # every read and write of the book; never held during card_delay
         self._initial = {"card_delay": card_delay, "days_without_settlement_limit": days_without_settlement_limit}
