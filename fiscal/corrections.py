@@ -28,10 +28,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from fiscal import requisites
+from fiscal import vat as vat_rules
 from fiscal.models import Correction, FiscalOperation, Shift
 from fiscal.register import FiscalFailed, register_session
 from fiscal.shifts import ensure_open
-from nekassir import vat as vat_rules
 from nekassir.events import record_event
 from nekassir.locks import device_lock, sale_lock_key
 from nekassir.models import Kiosk, Vat
@@ -49,7 +49,7 @@ MAX_QUANTITY = Decimal("10000")
 MAX_TOTAL = Decimal("10000000")
 MADE = "fiscal.correction.made"
 
-# VAT (PROTOCOLS.md §1, "VAT and the taxation system"): the kiosk API's own rule (``nekassir.vat``), applied
+# VAT (PROTOCOLS.md §1, "VAT and the taxation system"): the kiosk API's own rule (``fiscal.vat``), applied
 # on the date of the settlement being corrected, not today's: a correction of a 2025 sale keeps its 20 %.
 VAT_LABELS = dict(Vat.choices)
 

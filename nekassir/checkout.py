@@ -244,7 +244,7 @@ def _approved_after_window(order: Order, op: CardOperation) -> bool:
     """An unknown sale that turned out approved only after the guest's window (by a status query, a later
     recovery or a manager) is not sent to the kitchen by itself: nobody may be there to take the food.
     A sale approved in its own exchange had the guest at the PIN pad, however late it ended."""
-    resolved_later = bool(op.resolution) or getattr(op, "resolved_by_id", None) is not None
+    resolved_later = bool(op.resolution) or op.resolved_by_id is not None
     return resolved_later and (op.finished_at or timezone.now()) > guest_window_end(order)
 
 

@@ -144,7 +144,7 @@ def test_the_rates_a_taxation_system_allows_pass(client, taxation, rates):
 
 
 def test_the_rule_follows_the_date_of_the_sale():
-    from nekassir.vat import refusal
+    from fiscal.vat import refusal
 
     assert refusal("vat20", "osn", date(2025, 12, 31)) is None
     assert refusal("vat22", "osn", date(2025, 12, 31))  # 22 % began on 2026-01-01
@@ -162,7 +162,7 @@ def test_the_openapi_document_shows_the_422_code(client):
 
 
 def test_the_demo_menu_and_the_test_menu_are_valid_for_the_default_taxation_system():
-    from nekassir.vat import refusal
+    from fiscal.vat import refusal
 
     today = date(2026, 1, 1)
     vats = [p["vat"] for p in demo.DEMO_PRODUCTS] + [m["vat"] for m in demo.DEMO_MODIFIERS]

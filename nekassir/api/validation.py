@@ -10,10 +10,10 @@ from django.utils import timezone
 from pydantic import ValidationError
 from pydantic_core.core_schema import ErrorType
 
+from fiscal.vat import refusal
 from nekassir.api.errors import ApiError, safe_text
 from nekassir.api.schemas import OrderIn
 from nekassir.models import Kiosk
-from nekassir.vat import refusal
 
 # pydantic's own error types, in the guest-facing language. Our custom types carry Russian already.
 _MESSAGES = {
@@ -75,7 +75,7 @@ def validate_order(body: dict[str, Any], kiosk: Kiosk, *, on: date | None = None
 
 
 def check_vat(data: OrderIn, kiosk: Kiosk, on: date) -> None:
-    """Every rate of a new sale must fit the kiosk's taxation system (``nekassir.vat``); each refused line or
+    """Every rate of a new sale must fit the kiosk's taxation system (``fiscal.vat``); each refused line or
     modifier is named in ``details``. Returns and annulments never come here: they mirror their sale."""
     details = []
     for index, line in enumerate(data.lines):

@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from fiscal import vat as vat_rules
 from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
 from fiscal.models import Correction, FiscalDocument, Shift
-from nekassir import vat as vat_rules
 from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope

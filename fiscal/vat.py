@@ -4,6 +4,9 @@ PROTOCOLS.md §1 ("VAT and the taxation system", Tax Code from 2026-01-01). Not 
 pair (the tax service flags it later), so the kiosk API refuses it before anything is saved. Only new sales
 are checked: a sellReturn or an annulment mirrors its sale's rates, whatever they were.
 
+Fiscal law, so it lives in the register's room: the kiosk API (top floor) and the correction receipts
+(``fiscal.corrections``) both ask it, without fiscal climbing up to the top floor for it.
+
 * general rates: 22 %, 10 %, 0 % (20 % until 2025-12-31, 22 % from 2026-01-01), and "no VAT";
 * ``osn``: the general rates and "no VAT";
 * the simplified systems (``usnIncome``, ``usnIncomeOutcome``): also the special 5 % and 7 %;
