@@ -25,11 +25,15 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from nekassir.checkout import start_checkout
 from nekassir.events import record_event
 from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order, TerminalTransport
 from payments.acquiring import AcquiringError
+from payments.dualconnector_client import make_reference
 from payments.models import CardOperation
+from payments.refunds import start_refund
+from payments.terminal import TerminalError, terminal_lock_key, terminal_session
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +118,6 @@ def resolve_charged(order: Order, operation_id, *, rrn: str, auth_code: str, not
 
     No device call; it still holds the terminal's lock, so the automatic recovery cannot reverse the
     operation at the same moment."""
-    from payments.terminal import terminal_lock_key
-
     evidence, note = clean_evidence(rrn, auth_code), clean_note(note)
     op = unknown_operation(order, operation_id)
     try:
@@ -149,8 +151,6 @@ def _reference_from_rrn(op: CardOperation, evidence: Evidence) -> str:
     KKM Server needs the UniversalID of the lost answer, which nobody has: left empty (refused clearly)."""
     if op.kind != CardOperation.Kind.SALE or op.transport != TerminalTransport.DUALCONNECTOR:
         return ""
-    from payments.dualconnector_client import make_reference
-
     return make_reference(evidence.rrn, "")
 
 
@@ -160,8 +160,6 @@ def resolve_not_charged(order: Order, operation_id, *, note: str, user) -> CardO
 
     A device call: run it from a job (``nekassir.panel.jobs``). A report the terminal does not give leaves
     the operation unknown (ResolutionError)."""
-    from payments.terminal import TerminalError, terminal_session
-
     note = clean_note(note)
     op = unknown_operation(order, operation_id)
     try:
@@ -193,11 +191,7 @@ def resolve_not_charged(order: Order, operation_id, *, note: str, user) -> CardO
 
 def _take_report(session, order: Order) -> CardOperation:
     """The terminal's report, journaled like every terminal call: its row (our id) saved before the call."""
-    report = session.create(CardOperation.Kind.REPORT, 0, reference=f"order:{order.pk}")
-    report.state, report.sent_at = CardOperation.State.SENT, timezone.now()
-    CardOperation.objects.filter(pk=report.pk).update(state=report.state, sent_at=report.sent_at)
-    result = session.client.report(report.op_id, detailed=True)  # the client's own timeout bounds it
-    return session.record(report, result)
+    return session.report(reference=f"order:{order.pk}")
 
 
 # --- shared -------------------------------------------------------------------------------------------------
@@ -220,13 +214,8 @@ def _resume(order: Order, op: CardOperation) -> None:
     """What waited for this operation carries on: the order's checkout, or the refund it belongs to."""
     refund_id = getattr(getattr(op, "refund", None), "pk", None) if op.kind != CardOperation.Kind.SALE else None
     if refund_id is not None:
-        from django_q.tasks import async_task
-
-        transaction.on_commit(lambda: async_task("payments.refunds.run_refund", refund_id, cluster="devices",
-                                                 task_name=f"refund {refund_id}"))
+        transaction.on_commit(lambda: start_refund(refund_id))
     elif Order.objects.filter(pk=order.pk).exclude(step=Order.Step.DONE).exists():
-        from nekassir.checkout import start_checkout
-
         transaction.on_commit(lambda: start_checkout(order.pk))
 
 

@@ -158,9 +158,13 @@ def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, c
             refund = _create(order, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko, user=user)
     except DeviceBusy:
         raise RefundError("По заказу уже оформляется возврат, попробуйте ещё раз", "busy") from None
-    transaction.on_commit(lambda: async_task("payments.refunds.run_refund", refund.pk, cluster="devices",
-                                             task_name=f"refund {refund.pk}"))
+    transaction.on_commit(lambda: start_refund(refund.pk))
     return refund
+
+
+def start_refund(refund_id: int) -> None:
+    """Queue (again) the run of a saved refund on the device cluster; a run finds where the refund is."""
+    async_task("payments.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
 
 
 def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user) -> Refund:
@@ -361,6 +365,6 @@ def resume_refunds() -> int:
     waiting = Refund.objects.filter(state__in=[State.CREATED, State.IN_PROGRESS, State.NEEDS_ATTENTION],
                                     created_at__lt=stale)
     for refund_id in waiting.values_list("pk", flat=True):
-        async_task("payments.refunds.run_refund", refund_id, cluster="devices")
+        start_refund(refund_id)
         count += 1
     return count

@@ -169,6 +169,11 @@ class TerminalSession:
     def check(self) -> CardOperation:
         return self.perform(self.create(CardOperation.Kind.CHECK, 0, reference="check"))
 
+    def report(self, *, reference: str = "report") -> CardOperation:
+        """The terminal's detailed report (no closing): a manager's evidence that an unknown operation did not
+        go through (``nekassir.card_resolution``)."""
+        return self.perform(self.create(CardOperation.Kind.REPORT, 0, reference=reference))
+
     # --- journal ---------------------------------------------------------------------------------
     def create(
         self, kind: str, amount_kopecks: int, *, original: CardOperation | None = None, reference: str = "",
@@ -208,6 +213,8 @@ class TerminalSession:
             return self.client.settlement(op.op_id)
         if op.kind == kind.CHECK:
             return self.client.check(op.op_id)
+        if op.kind == kind.REPORT:
+            return self.client.report(op.op_id, detailed=True)
         raise ValueError(f"unknown card operation kind {op.kind!r}")
 
     def record(self, op: CardOperation, result: CardResult | SlipResult | CheckResult) -> CardOperation:
