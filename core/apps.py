@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class CoreConfig(AppConfig):
-    """The bottom floor's app: no models yet (Kiosk, the locks and the journal move here later, issue 12)."""
+    """The bottom floor's app: the kiosks and their device settings, tokens, device locks, the event journal."""
 
     name = "core"
     verbose_name = "Общее"

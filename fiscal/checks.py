@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from core.addresses import without_credentials
+from core.models import Kiosk
 from fiscal import requisites
 from fiscal.atol_errors import AtolError
 from fiscal.register import FiscalError, register_session
-from nekassir.models import Kiosk
 
 
 def check_register(kiosk: Kiosk) -> dict[str, Any]:

@@ -27,14 +27,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.events import record_event
+from core.locks import device_lock, sale_lock_key
+from core.models import Kiosk
 from fiscal import requisites
 from fiscal import vat as vat_rules
 from fiscal.models import Correction, FiscalOperation, Shift
 from fiscal.register import FiscalFailed, register_session
-from fiscal.shifts import ensure_open
-from nekassir.events import record_event
-from nekassir.locks import device_lock, sale_lock_key
-from nekassir.models import Kiosk, Vat
+from fiscal.shifts import BeforeClose, ensure_open
+from fiscal.vat import Vat
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +252,14 @@ def _position(line: CorrectionLine) -> dict[str, Any]:
 
 
 # --- the workflow ------------------------------------------------------------------------------------------
-def make_correction(shift: Shift, request: CorrectionRequest, *, user=None, job=None) -> Correction:
+def make_correction(shift: Shift, request: CorrectionRequest, *, before_close: BeforeClose, user=None,
+                    job=None) -> Correction:
     """Make the correction receipt for ``shift``'s gap; returns it with its done operation and document.
 
     Raises FiscalFailed (nothing was made, the journal row says why), FiscalOutcomeUnknown (resolved later
-    by its uuid, like every fiscal task) or DeviceBusy. ``job`` (the panel's journal entry) makes a job
-    delivered twice find its correction instead of making a second one.
+    by its uuid, like every fiscal task) or DeviceBusy. ``before_close`` runs before a close of an expired
+    shift (the top floor hands down the terminal's settlement: ``fiscal.shifts.BeforeClose``). ``job`` (the
+    panel's journal entry) makes a job delivered twice find its correction instead of making a second one.
     """
     kiosk = shift.kiosk
     if job is not None:
@@ -266,7 +269,7 @@ def make_correction(shift: Shift, request: CorrectionRequest, *, user=None, job=
     purpose = f"{kiosk.code}: чек коррекции"
     with device_lock(sale_lock_key(kiosk), purpose=purpose, wait=settings.CLOSE_WAIT_FOR_SALE), \
             register_session(kiosk, purpose=purpose) as session:
-        ensure_open(session)  # a correction, like any receipt, is made in an open shift
+        ensure_open(session, before_close=before_close)  # a correction, like any receipt, is made in an open shift
         with transaction.atomic():
             op = session.create(correction_task(kiosk, request), reference=f"correction:shift:{shift.pk}")
             correction = Correction.objects.create(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
-from nekassir.fields import ExactJSONField
-from nekassir.models import Kiosk
+from core.fields import ExactJSONField
+from core.models import Event, Kiosk
 
 
 class FiscalOperation(models.Model):
@@ -169,8 +170,6 @@ class FiscalDocument(models.Model):
     @property
     def qr(self) -> str:
         """The receipt's QR code string, the FNS format that the printed receipt carries."""
-        from django.utils import timezone
-
         if self.doc_type not in self._QR_OPERATION or self.registered_at is None or self.total is None:
             return ""
         when = timezone.localtime(self.registered_at).strftime("%Y%m%dT%H%M")
@@ -199,7 +198,7 @@ class Correction(models.Model):
     shift = models.ForeignKey(Shift, on_delete=models.PROTECT, related_name="corrections",
                               verbose_name="смена, которую исправляет")
     operation = models.OneToOneField(FiscalOperation, on_delete=models.PROTECT, related_name="correction")
-    job = models.OneToOneField("nekassir.Event", null=True, blank=True, on_delete=models.PROTECT,
+    job = models.OneToOneField(Event, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="correction", help_text="действие в панели, которым он запрошен")
     kind = models.CharField("вид", max_length=32, choices=Kind.choices)
     basis = models.CharField("основание", max_length=16, choices=Basis.choices)

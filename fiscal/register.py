@@ -9,7 +9,7 @@ earlier process left unresolved on that register (crash, kill -9, lost answer, `
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,11 +20,12 @@ from django.utils.dateparse import parse_datetime
 
 from core import wirejson
 from core.addresses import without_credentials
+from core.locks import device_lock
+from core.models import Kiosk
+from fiscal import shift_records
 from fiscal.atol_client import AtolClient, FiscalParams, TaskOutcome
 from fiscal.atol_errors import AtolDeviceError, AtolError, AtolOutcomeUnknown
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
-from nekassir.locks import device_lock
-from nekassir.models import Kiosk
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ _NOT_READY_KINDS = {"no_paper", "cover_open", "printer_fault", "fn_failure", "no
 _FISCAL_DOCUMENT_TYPES = set(FiscalDocument.Type.values)
 NEVER_SENT = "never_sent"  # error_kind of a task saved but never sent: nothing was made
 
-# Called with (session, operation) for each operation an earlier process left sent and this session
-# finished: the workflow that sent it died before it could record what followed (fiscal.shifts marks
-# the shift closed after a resumed closeShift).
-RESUMED_HOOKS: list[Callable[[RegisterSession, FiscalOperation], None]] = []
 
 
 class FiscalError(Exception):
@@ -149,8 +146,8 @@ class RegisterSession:
             try:
                 done = self.perform(op, resume=True)
                 resolved.append(done)
-                for hook in RESUMED_HOOKS:
-                    hook(self, done)
+                # The workflow that sent it died before it could record what followed: a closeShift's shift.
+                shift_records.after_resumed(self.kiosk, done)
             except FiscalOutcomeUnknown as exc:
                 raise RegisterUnresolved(
                     f"{self.kiosk.code}: операция {op.task_type} {op.uuid} ещё не завершена, новые операции отложены",

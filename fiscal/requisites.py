@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from core.events import record_event
+from core.models import Kiosk, TaxationType
 from fiscal.register import FiscalFailed, RegisterSession
-from nekassir.events import record_event
-from nekassir.models import Kiosk, TaxationType
 
 log = logging.getLogger(__name__)
 

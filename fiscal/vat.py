@@ -20,7 +20,28 @@ from __future__ import annotations
 
 from datetime import date
 
-from nekassir.models import TaxationType, Vat
+from django.db import models
+
+from core.models import TaxationType
+
+
+class Vat(models.TextChoices):
+    """ATOL ``tax.type`` codes (PROTOCOLS.md §1)."""
+
+    NONE = "none", "без НДС"
+    VAT0 = "vat0", "НДС 0%"
+    VAT5 = "vat5", "НДС 5%"
+    VAT7 = "vat7", "НДС 7%"
+    VAT10 = "vat10", "НДС 10%"
+    VAT20 = "vat20", "НДС 20%"
+    VAT22 = "vat22", "НДС 22%"
+    VAT105 = "vat105", "НДС 5/105"
+    VAT107 = "vat107", "НДС 7/107"
+    VAT110 = "vat110", "НДС 10/110"
+    VAT120 = "vat120", "НДС 20/120"
+    VAT122 = "vat122", "НДС 22/122"
+
+
 
 RATE_22_FROM = date(2026, 1, 1)  # 20 % ended on 2025-12-31
 SIMPLIFIED = frozenset({TaxationType.USN_INCOME, TaxationType.USN_INCOME_OUTCOME})

@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin
 
 from core.addresses import without_credentials
+from core.models import DeviceLock, Event, Kiosk
 from nekassir.admin_secrets import SecretFieldsForm
-from nekassir.models import DeviceLock, Event, Kiosk
 
 
 class KioskForm(SecretFieldsForm):

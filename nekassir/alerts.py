@@ -38,9 +38,10 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import Event, Kiosk, Order
+from core.events import record_event
+from core.locks import DeviceBusy, device_lock
+from core.models import Event, Kiosk
+from nekassir.models import Order
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,7 @@ class NekassirConfig(AppConfig):
     verbose_name = "Заведение"
 
     def ready(self) -> None:
-        from fiscal import shifts
-        from nekassir.checkout import finish_between_receipt_and_payment
+        # Django's place for connecting signals: the app registry is ready only now.
         from nekassir.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)
-        # A shift close first carries on an order caught between its receipt and its payment (first in
-        # the list: its annulment or payment must land in the shift being closed).
-        if finish_between_receipt_and_payment not in shifts.UNFINISHED_DOCUMENT_CHECKS:
-            shifts.UNFINISHED_DOCUMENT_CHECKS.insert(0, finish_between_receipt_and_payment)

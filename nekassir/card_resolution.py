@@ -2,11 +2,11 @@
 "not charged only on positive evidence".
 
 An operation whose outcome is unknown blocks its terminal (``payments.terminal``) until the terminal says
-what happened. When it cannot, a manager with ``payments.refund_order`` decides on the order page:
+what happened. When it cannot, a manager with ``nekassir.refund_order`` decides on the order page:
 
 * **деньги списаны** — with the RRN and authorization code from the bank slip or the terminal's report.
   Stored on the operation, so the sale can be reconciled and refunded later (DualConnector refunds by
-  RRN; KKM Server needs the UniversalID, which a lost answer never gave us: ``payments.refunds`` refuses a
+  RRN; KKM Server needs the UniversalID, which a lost answer never gave us: ``nekassir.refunds`` refuses a
   card refund of such a sale in plain words).
 * **деньги не списаны** — only with a terminal report taken at that moment under the terminal's lock
   (KKM TerminalReport, DualConnector op 63): a device call, so it runs as a panel job.
@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from core.events import record_event
+from core.locks import DeviceBusy, device_lock
+from core.models import TerminalTransport
 from nekassir.checkout import start_checkout
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import Order, TerminalTransport
+from nekassir.models import Order
+from nekassir.refunds import start_refund
 from payments.acquiring import AcquiringError
 from payments.dualconnector_client import make_reference
 from payments.models import CardOperation
-from payments.refunds import start_refund
 from payments.terminal import TerminalError, terminal_lock_key, terminal_session
 
 log = logging.getLogger(__name__)

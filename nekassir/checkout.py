@@ -26,15 +26,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from core.events import record_event
+from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
 from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
 from nekassir.models import Order
 from nekassir.receipts import annul_task, sell_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation
+from payments.settlement import settle_before_close
 from payments.terminal import TerminalError, TerminalNotConfigured, TerminalUnresolved, terminal_session
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     is still open (None if not), send the order's sell task under a new uuid saved before the call. A shift
     that expires under the sell comes back as a FAILED operation of kind ``shift_expired`` (nothing was
     made) for the caller to print again."""
-    ensure_open(session)
+    ensure_open(session, before_close=settle_before_close)
     if guest_window_closed(order):
         return None
     task = sell_task(order)
@@ -253,7 +254,8 @@ def _annul(order: Order) -> bool:
         with register_session(order.kiosk, purpose=f"аннулирование чека {order.number}") as session:
             op = order.annul_operation
             if op is None or op.state == FiscalOperation.State.FAILED:
-                ensure_open(session)  # after a shift change the annulment lands in the new shift
+                # After a shift change the annulment lands in the new shift.
+                ensure_open(session, before_close=settle_before_close)
                 with transaction.atomic():
                     op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
                     _set(order, annul_operation=op)
@@ -302,7 +304,7 @@ def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool
 
 
 def finish_between_receipt_and_payment(kiosk) -> str:
-    """``fiscal.shifts.UNFINISHED_DOCUMENT_CHECKS`` entry. The close holds the kiosk's sale lock, so no
+    """The first step of a shift's close (``nekassir.shift_closing``). The close holds the kiosk's sale lock, so no
     checkout runs now: an order whose receipt is (or may be) printed but whose payment or annulment is
     not done (its worker died, or it waits for the terminal) is carried on here, so that its receipt and
     its payment land in the same shift. Says what still waits."""

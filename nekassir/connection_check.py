@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.addresses import has_credentials, without_credentials
-from nekassir.locks import DeviceBusy
-from nekassir.models import Kiosk
+from core.locks import DeviceBusy
+from core.models import Kiosk
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _terminal(kiosk: Kiosk) -> DeviceLine:
 
 
 def _iiko(kiosk: Kiosk) -> DeviceLine:
-    from nekassir.iiko_checks import check_iiko
+    from iiko.checks import check_iiko
 
     report = check_iiko(kiosk)
     if report["ok"]:

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 from django.utils import timezone
 
-from nekassir.models import IikoConnection, Kiosk, KioskToken, TerminalKind, TerminalTransport
+from core.models import IikoConnection, Kiosk, KioskToken, TerminalKind, TerminalTransport
 
 MANAGER_USERNAME = "manager"
 MANAGERS_GROUP = "Менеджеры"
@@ -88,7 +88,8 @@ def seed_demo() -> dict[str, Any]:
 def _manager() -> User:
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
     # Every right of the three apps: the panel's actions (fiscal.check_device for the device checks too).
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=["nekassir", "fiscal", "payments"]))
+    apps = ["core", "nekassir", "fiscal", "payments"]
+    group.permissions.set(Permission.objects.filter(content_type__app_label__in=apps))
     manager, _ = User.objects.get_or_create(username=MANAGER_USERNAME, defaults={"is_staff": True})
     manager.is_staff = True
     manager.groups.add(group)

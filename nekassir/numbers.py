@@ -14,7 +14,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from nekassir.models import Kiosk, PickupCounter
+from core.models import Kiosk
+from nekassir.models import PickupCounter
 
 
 def format_number(kiosk_code: str, seq: int) -> str:

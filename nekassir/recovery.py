@@ -13,14 +13,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from core.events import record_event
+from core.locks import DeviceBusy, prune_free_locks
+from core.models import Kiosk
 from fiscal.models import FiscalDocument, FiscalOperation
 from fiscal.register import FiscalError, register_session
 from nekassir.checkout import resume_due_orders
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, prune_free_locks
-from nekassir.models import Kiosk, Order
+from nekassir.models import Order
+from nekassir.refunds import resume_refunds
 from payments.models import CardOperation
-from payments.refunds import resume_refunds
 from payments.terminal import TerminalError, terminal_session
 
 log = logging.getLogger(__name__)

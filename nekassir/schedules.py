@@ -5,7 +5,7 @@ from __future__ import annotations
 SCHEDULES = [
     # name, function, every N minutes
     ("nekassir.recovery", "nekassir.recovery.recover", 1),
-    ("fiscal.autoclose", "fiscal.autoclose.scan", 1),
+    ("nekassir.autoclose", "nekassir.autoclose.scan", 1),
     ("nekassir.alerts", "nekassir.alerts.scan_and_send", 1),
 ]
 

@@ -6,10 +6,12 @@ IdCommand, DualConnector's ECR transaction id) and keeps the raw exchange. Nothi
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
+from core.models import Kiosk
 from fiscal.models import Shift
-from nekassir.models import Kiosk
 
 
 class CardOperation(models.Model):
@@ -88,9 +90,7 @@ class CardOperation(models.Model):
         return self.state in self.UNRESOLVED
 
     @property
-    def amount(self):
-        from decimal import Decimal
-
+    def amount(self) -> Decimal:
         return (Decimal(self.amount_kopecks) / 100).quantize(Decimal("0.01"))
 
 
@@ -134,58 +134,3 @@ class Settlement(models.Model):
             "slip": self.slip,
             "operation": self.operation.op_id if self.operation_id else None,
         }
-
-
-class Refund(models.Model):
-    """A manager's refund of some lines (or all) of an order (``payments.refunds``).
-
-    Saved, with its amount, before anything is sent: refunds in flight count against what can still
-    be refunded, so a double click or two managers at once can never refund twice or more than was
-    paid. ``lines`` maps our OrderLine ids to the quantity returned.
-    """
-
-    class State(models.TextChoices):
-        CREATED = "created", "создан"
-        IN_PROGRESS = "in_progress", "выполняется"
-        DONE = "done", "выполнен"
-        FAILED = "failed", "не выполнен"
-        NEEDS_ATTENTION = "needs_attention", "требует внимания"
-
-    ACTIVE = (State.CREATED, State.IN_PROGRESS, State.DONE, State.NEEDS_ATTENTION)
-
-    order = models.ForeignKey("nekassir.Order", on_delete=models.PROTECT, related_name="refunds")
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="refunds")
-    lines = models.JSONField("позиции и количества", default=dict)
-    amount_kopecks = models.PositiveBigIntegerField("сумма, коп.")
-    to_card = models.BooleanField("вернуть деньги на карту", default=True)
-    cancel_in_iiko = models.BooleanField("отменить заказ в iiko", default=False)
-    state = models.CharField("состояние", max_length=20, choices=State.choices, default=State.CREATED)
-    card_operation = models.OneToOneField(
-        CardOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="refund"
-    )
-    return_operation = models.OneToOneField(
-        "fiscal.FiscalOperation", null=True, blank=True, on_delete=models.PROTECT, related_name="refund",
-        help_text="Чек возврата прихода этих позиций.",
-    )
-    iiko_state = models.CharField("отмена в iiko", max_length=64, blank=True)
-    message = models.TextField("сообщение", blank=True)
-    created_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = "возврат"
-        verbose_name_plural = "возвраты"
-        ordering = ["-id"]
-        permissions = [("refund_order", "Может оформлять возвраты")]
-
-    def __str__(self) -> str:
-        return f"Возврат {self.pk} по заказу {self.order_id} ({self.get_state_display()})"
-
-    @property
-    def amount(self):
-        from decimal import Decimal
-
-        return (Decimal(self.amount_kopecks) / 100).quantize(Decimal("0.01"))

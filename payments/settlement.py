@@ -13,11 +13,11 @@ from typing import Any
 
 from django.conf import settings
 
+from core.events import record_event
+from core.locks import DeviceBusy
+from core.models import Kiosk
 from fiscal.models import Shift
 from fiscal.register import FiscalError, register_session
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy
-from nekassir.models import Kiosk
 from payments.models import CardOperation, Settlement
 from payments.terminal import TerminalNotConfigured, TerminalUnresolved, terminal_session
 

@@ -54,10 +54,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.addresses import without_credentials
+from core.events import record_event
+from core.locks import device_lock
+from core.models import Kiosk, TerminalTransport
 from fiscal.models import Shift
-from nekassir.events import record_event
-from nekassir.locks import device_lock
-from nekassir.models import Kiosk, TerminalTransport
 from payments.acquiring import (
     AcquiringClient,
     CardResult,

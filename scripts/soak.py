@@ -185,8 +185,8 @@ class Soak:
     def setup_venue(self) -> None:
         from django.core.management import call_command
 
+        from core.models import IikoConnection, Kiosk, KioskToken
         from iiko import emulator as menu
-        from nekassir.models import IikoConnection, Kiosk, KioskToken
 
         call_command("migrate", verbosity=0, interactive=False)
         emulators = self.emulators
@@ -455,7 +455,7 @@ class Soak:
 
     def one_refund(self) -> None:
         from nekassir.models import Order
-        from payments.refunds import RefundError, refundable, request_refund
+        from nekassir.refunds import RefundError, refundable, request_refund
 
         paid = list(Order.objects.filter(status__in=["completed", "not_delivered"]).values_list("pk", flat=True))
         if not paid:
@@ -512,7 +512,8 @@ class Soak:
         from django.contrib.auth.models import User
 
         from nekassir.card_resolution import ResolutionError, resolve_charged, resolve_not_charged
-        from payments.models import CardOperation, Refund
+        from nekassir.models import Refund
+        from payments.models import CardOperation
 
         try:
             user, _ = User.objects.get_or_create(username="soak-manager", defaults={"first_name": "Менеджер"})
@@ -556,7 +557,7 @@ class Soak:
 
     def maintenance(self) -> None:
         """What the every-minute schedules do, more often: recovery and the automatic-close scan."""
-        from fiscal.autoclose import scan
+        from nekassir.autoclose import scan
         from nekassir.recovery import recover
 
         while not self.stop_chaos.wait(8):
@@ -591,8 +592,8 @@ class Soak:
         from django_q.models import OrmQ
 
         from fiscal.models import FiscalOperation
-        from nekassir.models import Order
-        from payments.models import CardOperation, Refund
+        from nekassir.models import Order, Refund
+        from payments.models import CardOperation
 
         return {
             "orders not done": Order.objects.exclude(step="done").count(),
@@ -629,7 +630,7 @@ class Soak:
     def close_all_shifts(self) -> list[str]:
         """Every open shift closed (with its settlement), so that every shift can be reconciled."""
         from fiscal.models import Shift
-        from fiscal.shifts import close_shift
+        from nekassir.shift_closing import close_shift
 
         problems = []
         for code in KIOSKS:

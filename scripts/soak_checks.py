@@ -88,9 +88,9 @@ def _terminal_entries(emulators: Any, ops_by_id: dict[str, Any]) -> list[tuple[d
 def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, int],
                      closing_problems: list[str], refused: set[str] | frozenset[str] = frozenset()) -> Report:
     from fiscal.models import FiscalDocument, FiscalOperation, Shift
-    from nekassir.models import IikoAttempt, Order
+    from nekassir.models import IikoAttempt, Order, Refund
     from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset, reconcile_shift
-    from payments.models import CardOperation, Refund
+    from payments.models import CardOperation
 
     notes: list[str] = []
     orders = {str(o.pk): o for o in Order.objects.select_related("kiosk", "sell_operation", "annul_operation",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nekassir.models import Kiosk
+from core.models import Kiosk
 
 
 def make_kiosk(atol_url: str, code: str = "K1", **fields) -> Kiosk:

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.forms import modelform_factory
 
 from core.addresses import has_credentials, without_credentials
-from nekassir.models import DeviceLock, IikoConnection, Kiosk
+from core.models import DeviceLock, IikoConnection, Kiosk
 from tests.test_panel_support import venue  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,14 +125,14 @@ def test_the_admin_lists_and_change_forms_never_show_the_password(stored, client
     client.force_login(User.objects.create_superuser("root", password="x"))
     connection = IikoConnection.objects.get()
     lock = DeviceLock.objects.get()
-    pages = ["/admin/nekassir/kiosk/", f"/admin/nekassir/kiosk/{k1.pk}/change/", "/admin/nekassir/iikoconnection/",
-             f"/admin/nekassir/iikoconnection/{connection.pk}/change/", "/admin/nekassir/devicelock/",
-             f"/admin/nekassir/devicelock/{lock.pk}/change/"]
+    pages = ["/admin/core/kiosk/", f"/admin/core/kiosk/{k1.pk}/change/", "/admin/core/iikoconnection/",
+             f"/admin/core/iikoconnection/{connection.pk}/change/", "/admin/core/devicelock/",
+             f"/admin/core/devicelock/{lock.pk}/change/"]
     for url in pages:
         answer = client.get(url)
         assert answer.status_code == 200, (url, answer.status_code)
         assert PASSWORD not in answer.content.decode(), f"{url} shows the password"
-    change = client.get(f"/admin/nekassir/kiosk/{k1.pk}/change/").content.decode()
+    change = client.get(f"/admin/core/kiosk/{k1.pk}/change/").content.decode()
     assert "http://***@127.0.0.1" in change  # the engineer sees that something is there
     assert PASSWORD not in register_lock_key(k1)
 
@@ -145,7 +145,7 @@ def test_saving_the_change_form_as_shown_is_refused_until_the_address_is_clean(s
     client.force_login(User.objects.create_superuser("root", password="x"))
     k1 = Kiosk.objects.get(code="K1")
     shown = without_credentials(k1.atol_url, mark="***")
-    answer = client.post(f"/admin/nekassir/kiosk/{k1.pk}/change/", form_data(k1, atol_url=shown))
+    answer = client.post(f"/admin/core/kiosk/{k1.pk}/change/", form_data(k1, atol_url=shown))
     assert answer.status_code == 200 and "логин и пароль" in answer.content.decode()
     assert PASSWORD not in answer.content.decode()
     assert Kiosk.objects.get(code="K1").atol_url == k1.atol_url

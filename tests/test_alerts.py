@@ -18,9 +18,10 @@ import pytest
 from django.utils import timezone
 
 from core.emulator_http import EmulatorApp, Request, Response, json_response
+from core.models import Event
 from fiscal.models import Shift
 from nekassir import alerts
-from nekassir.models import Event, IikoAttempt, Order
+from nekassir.models import IikoAttempt, Order
 from nekassir.telegram import TelegramClient, TelegramError
 from payments.models import CardOperation, Settlement
 from tests.factories import make_kiosk, make_terminal_kiosk
@@ -261,7 +262,7 @@ def test_many_problems_are_split_into_messages_under_the_limit(bot, kiosk):
 
 
 def test_one_scan_at_a_time(bot, kiosk):
-    from nekassir.models import DeviceLock
+    from core.models import DeviceLock
 
     make_order(kiosk)
     # Another machine's cluster is scanning right now (the lock is shared through the database).

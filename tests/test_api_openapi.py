@@ -97,7 +97,7 @@ def test_the_schema_refuses_what_the_api_refuses(document, change):
 def test_the_answers_match_their_schemas(document):
     from django.test import Client
 
-    from nekassir.models import Kiosk, KioskToken
+    from core.models import Kiosk, KioskToken
 
     token = KioskToken.issue(Kiosk.objects.create(code="K1", name="Киоск 1", has_register=False))
     client = Client(headers={"Authorization": f"Bearer {token}"})

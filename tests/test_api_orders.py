@@ -13,9 +13,10 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from core.models import Kiosk, KioskToken
 from iiko import emulator as demo
 from nekassir.api import orders as api_orders
-from nekassir.models import Kiosk, KioskToken, Order, OrderLine, OrderModifier, PickupCounter
+from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter
 from tests.threads import run_in_threads
 
 URL = "/api/v1/orders"

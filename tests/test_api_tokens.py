@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from nekassir.models import Kiosk, KioskToken, authenticate_token, issue_token
+from core.models import Kiosk, KioskToken, authenticate_token, issue_token
 
 pytestmark = pytest.mark.django_db
 

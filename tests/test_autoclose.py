@@ -10,10 +10,12 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from fiscal import autoclose, shifts
+from core.locks import DeviceBusy, device_lock, sale_lock_key
+from fiscal import shifts
 from fiscal.models import FiscalDocument, Shift
-from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
+from nekassir import autoclose, shift_closing
 from payments.models import CardOperation, Settlement
+from payments.settlement import settle_before_close
 from payments.terminal import terminal_session
 from tests.venue import build_venue
 
@@ -101,16 +103,16 @@ def test_a_manual_close_refuses_during_a_payment(venue):
     kiosk = venue.kiosks["K1"]
     shifts.open_shift(kiosk)
     with HeldSale(kiosk), pytest.raises(DeviceBusy):
-        shifts.close_shift(kiosk)
+        shift_closing.close_shift(kiosk)
     assert Shift.objects.get().is_open
-    assert shifts.close_shift(kiosk).state == Shift.State.CLOSED  # once the payment is over
+    assert shift_closing.close_shift(kiosk).state == Shift.State.CLOSED  # once the payment is over
 
 
 def test_an_expired_shift_met_at_sale_time_is_closed_first(venue):
     kiosk = venue.kiosks["K1"]
     first = shifts.open_shift(kiosk)
     advance_register_clock(venue, DAY + 60)
-    second = shifts.ensure_shift_open(kiosk)
+    second = shifts.ensure_shift_open(kiosk, before_close=settle_before_close)
     first.refresh_from_db()
     assert not first.is_open and second.is_open and first.settlements.exists()
 

@@ -18,8 +18,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from nekassir.models import Event, Order
-from payments.models import CardOperation, Refund
+from core.models import Event
+from nekassir.models import Order, Refund
+from payments.models import CardOperation
 from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)

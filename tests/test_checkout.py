@@ -190,7 +190,7 @@ def test_a_checkout_run_again_repeats_nothing(client, venue):
 
 
 def test_a_kiosk_set_to_pickup_deliveries_sends_deliveries_create_with_the_phone(client, venue):
-    from nekassir.models import Kiosk
+    from core.models import Kiosk
 
     Kiosk.objects.filter(code="K1").update(iiko_send_as_delivery=True)
     body = order_body((demo.PRODUCT_BURGER_ID, "1"), phone="+79161234567")

@@ -14,12 +14,13 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from django_q.conf import Conf
 
+from core.models import Event
 from fiscal import shifts
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from iiko import emulator as demo
 from nekassir import checkout
 from nekassir.checkout import _advance
-from nekassir.models import Event, Order
+from nekassir.models import Order
 from nekassir.recovery import check_register_ready
 from tests.venue import build_venue, place_order
 

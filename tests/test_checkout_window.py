@@ -17,11 +17,11 @@ from django_q.conf import Conf
 
 from fiscal.models import FiscalOperation
 from fiscal.register import register_session
-from fiscal.shifts import close_shift
 from iiko import emulator as demo
 from nekassir.checkout import _advance, run_checkout
 from nekassir.models import Order
 from nekassir.receipts import sell_task
+from nekassir.shift_closing import close_shift
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation
 from payments.terminal import make_acquirer, terminal_session

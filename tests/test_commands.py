@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from nekassir.models import Kiosk, KioskToken
+from core.models import Kiosk, KioskToken
 from tests.processes import run_manage
 from tests.venue import build_venue
 

@@ -26,10 +26,11 @@ from django.db import connection, connections
 from django.test import Client
 from django_q.conf import Conf
 
+from core.models import Event
 from fiscal.models import FiscalOperation
 from iiko import emulator as demo
-from nekassir.models import Event, Order
-from payments.models import CardOperation, Refund
+from nekassir.models import Order, Refund
+from payments.models import CardOperation
 from tests.processes import ROOT, project_env
 from tests.threads import run_in_threads
 from tests.venue import build_venue, place_order
@@ -163,7 +164,7 @@ def _refunded(order) -> int:
 
 
 def test_managers_refunding_the_whole_order_at_once_refund_it_once(paid, monkeypatch):
-    from payments.refunds import RefundError, refundable, request_refund
+    from nekassir.refunds import RefundError, refundable, request_refund
 
     monkeypatch.setattr(Conf, "SYNC", False)
     everything = refundable(paid)
@@ -178,7 +179,7 @@ def test_managers_refunding_the_whole_order_at_once_refund_it_once(paid, monkeyp
 
 
 def test_managers_refunding_one_coffee_each_never_exceed_the_two_paid(paid, venue, monkeypatch):
-    from payments.refunds import RefundError, refundable, request_refund, run_refund
+    from nekassir.refunds import RefundError, refundable, request_refund, run_refund
 
     monkeypatch.setattr(Conf, "SYNC", False)
     coffee = next(line for line in paid.lines.all() if line.quantity == 2)

@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.models import Event
 from fiscal.models import Correction, FiscalDocument, FiscalOperation, Shift
-from nekassir.models import Event
 from nekassir.panel import jobs
 from nekassir.panel.reconciliation import Totals, reconcile_shift, total_gaps
 from payments.models import CardOperation
@@ -192,7 +192,7 @@ def test_bad_input_is_refused_in_russian_and_nothing_is_saved(manager_client, ve
 
 def test_a_correction_carries_the_requisites_of_an_automatic_device(manager_client, venue):
     """Like every receipt of a kiosk's register (issue 11 item 6): tags 1036, 1009, 1187 as the kiosk has them."""
-    from nekassir.models import Kiosk
+    from core.models import Kiosk
 
     Kiosk.objects.filter(code="K1").update(machine_number="К-0042", payments_address="г. Москва, ул. Тверская, 1",
                                            payments_place="Фудкорт, киоск 1")

@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from nekassir.models import Event, Kiosk
+from core.models import Event, Kiosk
 from tests.test_panel_support import PIN, venue  # noqa: F401
 from tests.threads import run_in_threads
 
@@ -113,7 +113,7 @@ def test_a_six_digit_pin_set_in_the_admin_opens_the_embed(venue, client):
 
     client.force_login(User.objects.create_superuser("root", password="x"))
     kiosk = venue.kiosks["K1"]
-    form = client.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/").content.decode()
+    form = client.get(f"/admin/core/kiosk/{kiosk.pk}/change/").content.decode()
     assert "не короче 6 цифр" in form  # the admin recommends a long PIN
     from nekassir.admin import KioskForm
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.emulator_http import Response, json_response
+from core.locks import DeviceBusy, device_lock
 from fiscal import shifts
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import (
@@ -15,7 +16,8 @@ from fiscal.register import (
     register_lock_key,
     register_session,
 )
-from nekassir.locks import DeviceBusy, device_lock
+from nekassir import shift_closing
+from payments.settlement import settle_before_close
 from tests.factories import make_kiosk
 from tests.fake_servers import BadAtolServer
 from tests.threads import run_in_threads
@@ -37,7 +39,7 @@ def test_open_x_close_are_journaled_with_documents(kiosk, atol_emulator):
     assert shift.is_open and shift.opened_at and shift.expires_at
     op = shifts.x_report(kiosk)
     assert op.state == FiscalOperation.State.DONE and op.fd_number is None
-    closed = shifts.close_shift(kiosk)
+    closed = shift_closing.close_shift(kiosk)
 
     assert closed.pk == shift.pk and closed.state == Shift.State.CLOSED and closed.closed_at
     open_doc, close_doc = FiscalDocument.objects.filter(shift=shift).order_by("fd_number")
@@ -56,7 +58,7 @@ def test_opening_an_open_shift_is_quiet(kiosk, atol_emulator):
 
 
 def test_closing_a_closed_shift_reports_nothing_to_close(kiosk, atol_emulator):
-    assert shifts.close_shift(kiosk) is None
+    assert shift_closing.close_shift(kiosk) is None
     assert journal_types(atol_emulator) == []
 
 
@@ -70,7 +72,7 @@ def test_an_expired_shift_is_closed_before_a_new_one_opens(kiosk, atol_emulator)
     first = shifts.open_shift(kiosk)
     atol_emulator.control.post("/_emulator/clock", json={"advance_seconds": 24 * 3600 + 1}).raise_for_status()
     assert shifts.status(kiosk).state == "expired"
-    second = shifts.ensure_shift_open(kiosk)
+    second = shifts.ensure_shift_open(kiosk, before_close=settle_before_close)
     first.refresh_from_db()
     assert first.state == Shift.State.CLOSED
     assert second.is_open and second.number == first.number + 1
@@ -117,7 +119,7 @@ def test_unknown_outcome_blocks_the_register_until_resolved(kiosk, atol_emulator
     settings.ATOL_MAX_WAIT = 0.3
     atol_emulator.fault("blocked_then_ready", device="K1", blocked_seconds=2.0)
     with pytest.raises(FiscalOutcomeUnknown) as info:
-        shifts.close_shift(kiosk)
+        shift_closing.close_shift(kiosk)
     op = info.value.op
     assert op.state == FiscalOperation.State.UNKNOWN and op.task_type == "closeShift"
     # While unresolved, nothing new is sent to this register.
@@ -135,7 +137,7 @@ def test_blocked_then_error_resolves_as_nothing_made(kiosk, atol_emulator):
     shifts.open_shift(kiosk)
     atol_emulator.fault("blocked_then_error", device="K1", blocked_seconds=0.2)
     with pytest.raises(FiscalFailed):
-        shifts.close_shift(kiosk)
+        shift_closing.close_shift(kiosk)
     assert journal_types(atol_emulator) == ["openShift"]
     assert Shift.objects.get().is_open
 
@@ -156,7 +158,7 @@ def test_two_registers_in_parallel(atol_emulator):
 
     def cycle(k):
         shifts.open_shift(k)
-        shifts.close_shift(k)
+        shift_closing.close_shift(k)
 
     _, errors = run_in_threads(cycle, [(k,) for k in kiosks])
     assert not errors
@@ -191,8 +193,8 @@ def test_free_lock_rows_are_pruned_and_come_back_on_use():
 
     from django.utils import timezone
 
-    from nekassir.locks import prune_free_locks
-    from nekassir.models import DeviceLock
+    from core.locks import prune_free_locks
+    from core.models import DeviceLock
 
     with device_lock("iiko:order:old"):
         pass

@@ -40,9 +40,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from core.models import issue_token
 from iiko import emulator as menu
 from nekassir.api.schemas import OrderStatusOut
-from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter, issue_token
+from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter
 from tests.urlwalk import walk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -351,8 +352,8 @@ def _panel_routes() -> list[str]:
 def panel_world(kiosks):
     from django.contrib.auth.models import Permission, User
 
-    from nekassir.events import record_event
-    from nekassir.models import Kiosk
+    from core.events import record_event
+    from core.models import Kiosk
     from tests.test_panel_support import fake_completed_order, fake_shift
 
     kiosk = Kiosk.objects.get(code="K1")
@@ -360,7 +361,7 @@ def panel_world(kiosks):
     shift = fake_shift(kiosk)
     order = fake_completed_order(kiosk, shift)
     manager = User.objects.create_user("fuzz-manager", password="x")
-    manager.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["nekassir", "fiscal",
+    manager.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["core", "nekassir", "fiscal",
                                                                                          "payments"]))
     job = record_event("panel.check", kiosk=kiosk, user=manager, data={"job": "check"})
     values = {"code": ["K1", "K2", "K3", "nope", "K1'--", "К1"],

@@ -13,10 +13,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from core.models import Kiosk
 from iiko import emulator as demo
 from iiko.client import IikoClient, IikoHTTPError, IikoTimeout, build_order
 from nekassir.checkout import run_checkout
-from nekassir.models import IikoAttempt, Kiosk, Order
+from nekassir.models import IikoAttempt, Order
 from tests.venue import build_venue, order_body, place_order
 
 ORG = demo.ORG_ID

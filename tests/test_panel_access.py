@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver
 
-from nekassir.events import record_event
-from nekassir.models import Event
+from core.events import record_event
+from core.models import Event
 from tests.test_panel_support import (  # noqa: F401
     HX,
     PIN,

@@ -12,8 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.models import Kiosk
 from fiscal.models import FiscalOperation, Shift
-from nekassir.models import Kiosk, Order
+from nekassir.models import Order
 from nekassir.panel.alerts_panel import ORDER_LIMIT
 from payments.models import Settlement
 from tests.test_panel_support import HX, fake_completed_order, fake_shift, manager, manager_client, venue  # noqa: F401

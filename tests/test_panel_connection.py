@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from nekassir.models import Event, IikoConnection, Kiosk
+from core.models import Event, IikoConnection, Kiosk
 from nekassir.panel import jobs
 from tests.test_panel_support import make_user, venue  # noqa: F401
 
@@ -33,7 +33,7 @@ def check(client, kiosk: Kiosk) -> tuple[Event, str]:
 
 def test_the_kiosk_settings_page_has_the_button(support, venue):
     kiosk = venue.kiosks["K1"]
-    page = support.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/").content.decode()
+    page = support.get(f"/admin/core/kiosk/{kiosk.pk}/change/").content.decode()
     assert 'action="/kiosks/K1/connection/"' in page and "Проверить связь" in page
     assert 'name="csrfmiddlewaretoken"' in page
 

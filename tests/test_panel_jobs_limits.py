@@ -20,9 +20,9 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
+from core.locks import device_lock
+from core.models import Event, Kiosk
 from fiscal.register import register_lock_key
-from nekassir.locks import device_lock
-from nekassir.models import Event, Kiosk
 from nekassir.panel import jobs
 from tests.test_panel_support import HX, PIN, make_user, venue  # noqa: F401
 from tests.threads import run_in_threads
@@ -248,7 +248,7 @@ def test_a_job_that_never_gets_its_device_fails_with_a_russian_message(venue, qu
 
 def test_every_kind_claims_the_locks_its_workflow_takes_before_it_starts(venue):
     """A job takes every device lock of its workflow at once, without waiting, so nothing inside waits."""
-    from nekassir.locks import sale_lock_key
+    from core.locks import sale_lock_key
     from payments.terminal import terminal_lock_key
 
     kiosk = Kiosk.objects.get(code="K1")

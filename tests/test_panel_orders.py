@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from core.models import Event
 from iiko import emulator as demo
-from nekassir.models import Event, Order
-from payments.models import Refund
+from nekassir.models import Order, Refund
 from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)

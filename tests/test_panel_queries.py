@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.events import record_event
 from fiscal.models import Shift
-from nekassir.events import record_event
-from payments.models import Refund, Settlement
+from nekassir.models import Refund
+from payments.models import Settlement
 from tests.test_panel_support import (  # noqa: F401
     PIN,
     fake_completed_order,

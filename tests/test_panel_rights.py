@@ -11,10 +11,10 @@ from django.test import Client
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
+from core.events import record_event
+from core.models import Event, Kiosk
 from iiko import emulator as demo
-from nekassir.events import record_event
-from nekassir.models import Event, Kiosk
-from payments.models import Refund
+from nekassir.models import Refund
 from tests.test_panel_support import PIN, fake_completed_order, fake_shift, make_user, place, venue  # noqa: F401
 from tests.urlwalk import concrete, walk
 from tests.venue import order_body
@@ -156,7 +156,7 @@ def test_the_demo_manager_reads_the_panel(db):
 
     credentials = seed_demo()["manager"]
     manager = User.objects.get(username=credentials["username"])
-    assert manager.has_perm("nekassir.view_order") and manager.has_perm("payments.refund_order")
+    assert manager.has_perm("nekassir.view_order") and manager.has_perm("nekassir.refund_order")
 
 
 def test_a_refusal_inside_the_kiosk_embed_leads_back_to_its_service_menu(objects):

@@ -10,13 +10,13 @@ from decimal import Decimal
 
 import pytest
 
+from core.events import record_event
 from fiscal.models import FiscalDocument, FiscalOperation
-from nekassir.events import record_event
-from nekassir.models import ACTIVE_STEPS, ATTENTION_STATUSES, Order
+from nekassir.models import ACTIVE_STEPS, ATTENTION_STATUSES, Order, Refund
 from nekassir.panel.reconciliation import facts_of, order_queryset, shift_order_facts
 from nekassir.panel.views import shifts as shift_views
 from nekassir.panel.views import venue as venue_views
-from payments.models import CardOperation, Refund
+from payments.models import CardOperation
 from tests.test_panel_support import (  # noqa: F401
     fake_completed_order,
     fake_shift,

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from core.models import Event
 from fiscal.models import Shift
-from nekassir.models import Event
 from nekassir.panel import jobs
 from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
 
@@ -61,7 +61,7 @@ def test_polling_a_finished_job_stops_with_286(manager_client, venue):
 
 
 def test_a_running_job_keeps_polling(manager_client, manager, venue):
-    from nekassir.events import record_event
+    from core.events import record_event
 
     start = record_event("panel.shift_close", kiosk=venue.kiosks["K1"], user=manager, data={"job": "shift_close"})
     poll = manager_client.get(f"/jobs/{start.pk}/", headers=HX)
@@ -110,7 +110,7 @@ def test_closing_refuses_while_a_payment_holds_the_kiosk(manager_client, venue, 
 
     from django.db import connections
 
-    from nekassir.locks import device_lock, sale_lock_key
+    from core.locks import device_lock, sale_lock_key
 
     settings.CLOSE_WAIT_FOR_SALE = 0.2
     manager_client.post("/kiosks/K1/shift/open/")

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 import pytest
 from django.db import transaction
 
-from nekassir.models import Kiosk, PickupCounter
+from core.models import Kiosk
+from nekassir.models import PickupCounter
 from nekassir.numbers import next_pickup_number
 from tests.threads import run_in_threads
 

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from fiscal import shifts
 from iiko import emulator as demo
-from nekassir.models import Order
-from payments.models import CardOperation, Refund
-from payments.refunds import RefundError, refundable, request_refund, run_refund
+from nekassir import shift_closing
+from nekassir.models import Order, Refund
+from nekassir.refunds import RefundError, refundable, request_refund, run_refund
+from payments.models import CardOperation
 from payments.settlement import settle
 from tests.threads import run_in_threads
 from tests.venue import build_venue, order_body
@@ -143,4 +143,4 @@ def test_an_unpaid_order_cannot_be_refunded(client, venue):
     with pytest.raises(RefundError) as info:
         request_refund(cancelled, refundable(cancelled), to_card=True, cancel_in_iiko=False)
     assert info.value.code == "not_paid"
-    shifts.close_shift(cancelled.kiosk)
+    shift_closing.close_shift(cancelled.kiosk)

@@ -14,11 +14,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
+from core.models import Kiosk
 from fiscal.atol_client import AtolClient
 from fiscal.checks import check_register
 from fiscal.models import FiscalOperation
-from nekassir.models import Kiosk, Order
-from payments.refunds import refundable, request_refund
+from nekassir.models import Order
+from nekassir.refunds import refundable, request_refund
 from tests.test_panel_connection import check, support  # noqa: F401
 from tests.venue import build_venue, place_order
 
@@ -188,14 +189,14 @@ def test_the_requisites_are_edited_in_the_admin_and_a_cleared_one_is_read_again(
 
     kiosk = Kiosk.objects.get(code="K1")
     Kiosk.objects.filter(pk=kiosk.pk).update(fn_number="1", requisites_fn_number="1", machine_number="A-1")
-    page = admin_client.get(f"/admin/nekassir/kiosk/{kiosk.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/core/kiosk/{kiosk.pk}/change/").content.decode()
     assert "Номер автомата (тег 1036)" in page and "Место расчётов (тег 1187)" in page
     changed = form_data(kiosk, machine_number="A-2", payments_address="г. Казань", payments_place="Зал")
-    assert admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", changed).status_code == 302
+    assert admin_client.post(f"/admin/core/kiosk/{kiosk.pk}/change/", changed).status_code == 302
     assert kiosk_requisites() == {"machineNumber": "A-2", "paymentsAddress": "г. Казань", "paymentsPlace": "Зал"}
     assert Kiosk.objects.get(pk=kiosk.pk).requisites_fn_number == "1"  # nothing emptied: nothing to read again
     cleared = form_data(kiosk, machine_number="", payments_address="г. Казань", payments_place="Зал")
-    assert admin_client.post(f"/admin/nekassir/kiosk/{kiosk.pk}/change/", cleared).status_code == 302
+    assert admin_client.post(f"/admin/core/kiosk/{kiosk.pk}/change/", cleared).status_code == 302
     assert Kiosk.objects.get(pk=kiosk.pk).requisites_fn_number == ""  # the next receipt reads the registration
 
 

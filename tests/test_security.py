@@ -18,9 +18,9 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 import nekassir.panel.admin_registrations  # noqa: F401  (the service menu's admin pages)
+from core.models import Event
 from iiko import emulator as demo
-from nekassir.models import Event, Order
-from payments.models import Refund
+from nekassir.models import Order, Refund
 from tests.processes import ROOT
 from tests.test_panel_support import PIN, fake_completed_order, fake_shift, make_user
 from tests.urlwalk import concrete, walk
@@ -198,9 +198,10 @@ def _secrets(world) -> list[str]:
 
 
 def test_tokens_and_device_passwords_never_reach_the_logs(world, client, caplog):
-    from fiscal.shifts import close_shift, x_report
-    from nekassir.models import Kiosk
-    from payments.refunds import refundable, request_refund
+    from core.models import Kiosk
+    from fiscal.shifts import x_report
+    from nekassir.refunds import refundable, request_refund
+    from nekassir.shift_closing import close_shift
 
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "django", "django.request", "django-q", "nekassir", "fiscal", "payments"):
@@ -227,7 +228,7 @@ def test_tokens_and_device_passwords_never_reach_the_logs(world, client, caplog)
 
 def test_tokens_and_device_passwords_are_never_shown_in_pages_or_admin_lists(world, client):
     from fiscal.models import FiscalDocument, Shift
-    from payments.refunds import refundable, request_refund
+    from nekassir.refunds import refundable, request_refund
 
     paid = _post_order(client, world, "K1")
     request_refund(paid, refundable(paid), to_card=True, cancel_in_iiko=False)

@@ -22,10 +22,10 @@ import pytest
 from django.db import connection
 from django_q.conf import Conf
 
+from core.locks import DeviceBusy, device_lock
 from fiscal.register import register_session
 from iiko import emulator as demo
 from nekassir.checkout import run_checkout
-from nekassir.locks import DeviceBusy, device_lock
 from nekassir.models import Order
 from payments.models import CardOperation
 from tests.processes import ROOT
@@ -102,7 +102,7 @@ def test_a_refund_job_delivered_twice_gives_the_money_back_once(client, venue, m
     every minute while it waits (for the terminal, the register, paper), with no claim; two such jobs wait
     on the terminal lock with ``refund.card_operation`` read as None before it, and each then makes its own
     card return (and its own sellReturn)."""
-    from payments.refunds import refundable, request_refund, run_refund
+    from nekassir.refunds import refundable, request_refund, run_refund
     from payments.terminal import terminal_lock_key
 
     order = _paid_order(client, venue)
@@ -163,7 +163,7 @@ def test_resolving_an_unsent_payment_never_reverses_an_earlier_paid_order(client
 def test_a_reversal_that_cancelled_another_payment_is_recorded_as_such(client, venue, monkeypatch):
     """A terminal (or driver) that ignores what the reversal names cancels its last operation anyway: the
     answer's RRN shows whose money went back, and both journal rows say what really happened."""
-    from nekassir.models import Event
+    from core.models import Event
     from payments.dualconnector_client import DualConnectorClient
     from payments.terminal import new_op_id, terminal_session
 
@@ -188,9 +188,9 @@ def test_a_shift_never_closes_between_a_refunds_card_return_and_its_receipt(clie
     """Soak: K4 shift 1 closed with a 189.00 card cancel whose sellReturn was printed in shift 2 (the paper
     had run out): both shifts fail reconciliation (documents ≠ card operations)."""
     from fiscal.models import Shift
-    from fiscal.shifts import close_shift
     from nekassir.panel.reconciliation import reconcile_shift
-    from payments.refunds import request_refund
+    from nekassir.refunds import request_refund
+    from nekassir.shift_closing import close_shift
 
     order = _paid_order(client, venue)
     coffee = next(line for line in order.lines.all() if line.quantity == 2)
@@ -215,11 +215,11 @@ def test_a_manual_close_never_splits_an_order_between_two_shifts(client, venue, 
     (terminal busy or unresolved, worker killed) releases the kiosk's sale lock, so ``close_shift`` — which
     only waits for that lock — closes the shift under it. DESIGN: a manual close waits for, or refuses
     during, a payment in progress."""
+    from core.locks import sale_lock_key
     from fiscal.models import Shift
-    from fiscal.shifts import close_shift
     from nekassir.checkout import _advance
-    from nekassir.locks import sale_lock_key
     from nekassir.panel.reconciliation import reconcile_shift
+    from nekassir.shift_closing import close_shift
 
     order = _queued_order(client, venue, monkeypatch)
     with device_lock(sale_lock_key(order.kiosk)):
@@ -271,9 +271,9 @@ def test_a_forced_close_finishes_an_order_whose_receipt_it_resumes(client, venue
     free) resumed that task in its register session — the receipt printed in shift 1 — and closed the
     shift; the card sale then came with no shift open ("approved sale 687.00 belongs to no shift")."""
     from fiscal.models import FiscalOperation, Shift
-    from fiscal.shifts import close_shift
     from nekassir.panel.reconciliation import reconcile_shift
     from nekassir.receipts import sell_task
+    from nekassir.shift_closing import close_shift
 
     order = _queued_order(client, venue, monkeypatch)
     with register_session(order.kiosk) as session:
@@ -316,9 +316,9 @@ def test_a_refund_after_the_close_returns_the_money_in_the_shift_of_its_receipt(
     """Soak: K1 refund:5 — the shift was closed, the card return was made with no shift open and its
     sellReturn (which opens the next shift) landed in shift 2: "approved refund belongs to no shift"."""
     from fiscal.models import Shift
-    from fiscal.shifts import close_shift
     from nekassir.panel.reconciliation import reconcile_shift
-    from payments.refunds import request_refund
+    from nekassir.refunds import request_refund
+    from nekassir.shift_closing import close_shift
 
     order = _paid_order(client, venue)
     close_shift(order.kiosk)
@@ -340,7 +340,7 @@ def test_a_card_return_whose_receipt_waits_past_an_expired_shift_is_reconciled_w
     shifts failed reconciliation (documents ≠ card operations) by the refund's amount."""
     from fiscal.models import Shift
     from nekassir.panel.reconciliation import reconcile_shift
-    from payments.refunds import request_refund, run_refund
+    from nekassir.refunds import request_refund, run_refund
 
     order = _paid_order(client, venue)
     first = Shift.objects.get(kiosk=order.kiosk, state="open")
@@ -358,7 +358,7 @@ def test_a_card_return_whose_receipt_waits_past_an_expired_shift_is_reconciled_w
     second = Shift.objects.get(kiosk=order.kiosk, state="open")
     assert first.state == Shift.State.CLOSED and refund.card_operation.shift_id == second.pk
     assert reconcile_shift(first).gaps == []
-    from fiscal.shifts import close_shift
+    from nekassir.shift_closing import close_shift
 
     close_shift(order.kiosk)
     second.refresh_from_db()
@@ -372,12 +372,12 @@ def test_an_annulment_pushed_into_the_next_shift_is_explained_not_a_gap(client, 
     without money. The reconciliation (panel and alerts) pairs them instead of calling both a gap."""
     from django.contrib.auth.models import User
 
+    from core.locks import sale_lock_key
     from fiscal.models import Shift
-    from fiscal.shifts import close_shift
     from nekassir.alerts import find_problems
     from nekassir.checkout import _advance
-    from nekassir.locks import sale_lock_key
     from nekassir.panel.reconciliation import reconcile_shift
+    from nekassir.shift_closing import close_shift
 
     order = _queued_order(client, venue, monkeypatch)
     with device_lock(sale_lock_key(order.kiosk)):

@@ -8,6 +8,7 @@ import pytest
 
 from fiscal import shifts
 from fiscal.models import FiscalDocument
+from nekassir import shift_closing
 from payments.models import CardOperation, Settlement
 from payments.settlement import settle
 from payments.terminal import TerminalUnresolved, terminal_session
@@ -167,7 +168,7 @@ def test_settlement_refused_while_an_operation_is_unresolved(kkm_kiosk, kkm_emul
 def test_closing_a_shift_settles_first_and_keeps_both(kkm_kiosk, kkm_emulator, atol_emulator):
     shifts.open_shift(kkm_kiosk)
     sale(kkm_kiosk)
-    shift = shifts.close_shift(kkm_kiosk)
+    shift = shift_closing.close_shift(kkm_kiosk)
     settlement = shift.settlements.get()
     closing = FiscalDocument.objects.get(shift=shift, doc_type="closeShift")
     assert settlement.state == Settlement.State.OK and settlement.slip
@@ -179,7 +180,7 @@ def test_closing_a_shift_settles_first_and_keeps_both(kkm_kiosk, kkm_emulator, a
 def test_a_failed_settlement_does_not_stop_the_close(kkm_kiosk, kkm_emulator, settings):
     shifts.open_shift(kkm_kiosk)
     kkm_emulator.fault("settlement_fails", count=settings.SETTLEMENT_ATTEMPTS)
-    shift = shifts.close_shift(kkm_kiosk)
+    shift = shift_closing.close_shift(kkm_kiosk)
     assert not shift.is_open
     assert shift.settlements.get().state == Settlement.State.FAILED
 

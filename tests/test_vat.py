@@ -11,9 +11,10 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from core.models import Kiosk, KioskToken
 from iiko import emulator as demo
 from nekassir.api import orders as api_orders
-from nekassir.models import Kiosk, KioskToken, Order, OrderLine, OrderModifier, PickupCounter
+from nekassir.models import Order, OrderLine, OrderModifier, PickupCounter
 
 URL = "/api/v1/orders"
 REAL_QUEUE_CHECKOUT = api_orders._queue_checkout  # before the autouse fixture stands in for it

@@ -6,8 +6,9 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from core.models import IikoConnection, Kiosk, issue_token
 from iiko import emulator as demo
-from nekassir.models import IikoConnection, Kiosk, Order, issue_token
+from nekassir.models import Order
 from tests.factories import make_terminal_kiosk
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from nekassir.models import Kiosk, KioskToken
+from core.models import Kiosk, KioskToken
 
 
 class KioskBearer(HttpBearer):

@@ -13,8 +13,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from core.models import Kiosk
 from nekassir.api.errors import ApiError
-from nekassir.models import Kiosk, Order
+from nekassir.models import Order
 
 CONFLICT_MESSAGE = "Заказ с этим id уже принят с другим содержимым."
 

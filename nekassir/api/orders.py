@@ -7,9 +7,10 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from core.models import Kiosk
 from nekassir.api.idempotency import replayed_order
 from nekassir.api.schemas import LineIn, OrderIn
-from nekassir.models import Kiosk, Order, OrderLine, OrderModifier
+from nekassir.models import Order, OrderLine, OrderModifier
 from nekassir.numbers import next_pickup_number
 from nekassir.receipt_names import receipt_name
 

@@ -28,7 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from nekassir.models import MeasurementUnit, Order, OrderLine, OrderModifier, Vat
+from fiscal.vat import Vat
+from nekassir.models import MeasurementUnit, Order, OrderLine, OrderModifier
 
 MAX_LINES = 100
 MAX_MODIFIERS_PER_LINE = 20

@@ -10,10 +10,10 @@ from django.utils import timezone
 from pydantic import ValidationError
 from pydantic_core.core_schema import ErrorType
 
+from core.models import Kiosk
 from fiscal.vat import refusal
 from nekassir.api.errors import ApiError, safe_text
 from nekassir.api.schemas import OrderIn
-from nekassir.models import Kiosk
 
 # pydantic's own error types, in the guest-facing language. Our custom types carry Russian already.
 _MESSAGES = {

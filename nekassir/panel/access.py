@@ -26,14 +26,15 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 
-from nekassir.models import Event, Kiosk, Order
+from core.models import Event, Kiosk
+from nekassir.models import Order
 
-REFUND = "payments.refund_order"
+REFUND = "nekassir.refund_order"
 MANAGE_SHIFT = "fiscal.manage_shift"
 XREPORT = "fiscal.print_xreport"
 PRINT_COPY = "fiscal.print_copy"
 RESEND = "nekassir.change_order"
-CHANGE_KIOSK = "nekassir.change_kiosk"  # support staff: the kiosk's settings and «Проверить связь»
+CHANGE_KIOSK = "core.change_kiosk"  # support staff: the kiosk's settings and «Проверить связь»
 CHECK_DEVICE = "fiscal.check_device"  # «Проверить ККТ», «Проверить связь»: device calls, not for every login
 READ = "nekassir.view_order"  # every manager page: orders, shifts, the journal, the venue
 # Manager pages (URL names) that support staff (CHANGE_KIOSK without READ) may open: the admin's

@@ -12,9 +12,9 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 
 from core.addresses import without_credentials
+from core.models import IikoConnection, KioskToken
 from nekassir.admin_secrets import SecretFieldsForm
-from nekassir.models import IikoAttempt, IikoConnection, KioskToken, Order, OrderLine, OrderModifier
-from payments.models import Refund
+from nekassir.models import IikoAttempt, Order, OrderLine, OrderModifier, Refund
 
 
 class ReadOnlyInline(admin.TabularInline):

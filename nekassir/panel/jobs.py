@@ -50,11 +50,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.tasks import async_task
 
+from core.events import record_event
+from core.locks import DeviceBusy, release, sale_lock_key, try_acquire
+from core.models import DeviceLock, Event, Kiosk, TerminalTransport
 from fiscal.models import FiscalDocument, FiscalOperation
 from fiscal.register import FiscalError, register_lock_key, register_session
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, release, sale_lock_key, try_acquire
-from nekassir.models import DeviceLock, Event, Kiosk, Order, TerminalTransport
+from nekassir.models import Order
 from nekassir.panel.access import (
     CHECK_DEVICE,
     MANAGE_SHIFT,
@@ -161,7 +162,7 @@ def _open(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from fiscal.shifts import close_shift
+    from nekassir.shift_closing import close_shift
 
     try:
         shift = close_shift(start.kiosk, user=start.user, reason="вручную")
@@ -274,10 +275,11 @@ def _correction(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """A correction receipt for a shift's reconciliation gap; the form was checked before the job started."""
     from fiscal.corrections import CorrectionRequest, make_correction
     from fiscal.models import Shift
+    from payments.settlement import settle_before_close
 
     shift = Shift.objects.select_related("kiosk").get(pk=start.data["shift_id"])
-    correction = make_correction(shift, CorrectionRequest.from_data(start.data["correction"]), user=start.user,
-                                 job=start)
+    correction = make_correction(shift, CorrectionRequest.from_data(start.data["correction"]),
+                                 before_close=settle_before_close, user=start.user, job=start)
     document = correction.operation.document
     message = (f"{correction.get_kind_display().capitalize()} на {correction.total} ₽ пробит: "
                f"ФД {document.fd_number}, ФПД {document.fpd}")

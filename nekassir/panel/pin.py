@@ -24,8 +24,9 @@ from django.db.models import Max
 from django.http import HttpRequest
 from django.utils import timezone
 
-from nekassir.events import record_event
-from nekassir.models import Event, Kiosk, PinAttempt
+from core.events import record_event
+from core.models import Event, Kiosk
+from nekassir.models import PinAttempt
 
 PIN_FAILED = "panel.embed.pin_failed"
 KIOSK_LOCKED = "panel.embed.pin_kiosk_locked"

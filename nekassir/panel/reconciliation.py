@@ -275,8 +275,7 @@ def _card_row(state: str | None, kopecks: int | None) -> Card | None:
 def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:
     """(id, number, facts) of every order of the shift, oldest first: the same facts as ``facts_of``,
     read as plain rows in two queries (the orders with their operations, then the shift's refunds)."""
-    from nekassir.models import Order
-    from payments.models import Refund
+    from nekassir.models import Order, Refund
 
     refunds: dict[Any, list[RefundFacts]] = {}
     rows = (Refund.objects.filter(order__shift=shift).order_by("-id")  # as ``order.refunds.all()``
@@ -298,7 +297,7 @@ def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:
 
 def order_queryset(queryset):
     """Orders with everything ``facts_of`` reads, in a fixed number of queries."""
-    from payments.models import Refund
+    from nekassir.models import Refund
 
     refunds = Refund.objects.select_related("card_operation", "return_operation__document", "created_by")
     return queryset.select_related(

@@ -16,10 +16,11 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.locks import sale_lock_key
+from core.models import DeviceLock, Event, Kiosk
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import register_lock_key
-from nekassir.locks import sale_lock_key
-from nekassir.models import DeviceLock, Event, Kiosk, Order
+from nekassir.models import Order
 from nekassir.panel import jobs
 from payments.models import CardOperation, Settlement
 from payments.terminal import terminal_lock_key

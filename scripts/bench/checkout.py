@@ -68,8 +68,8 @@ def order_body() -> dict[str, Any]:
 
 def make_kiosks(count: int, emulators) -> tuple[list[tuple[Any, str]], Any]:
     """``count`` active kiosks (KKM Server terminals) and an inactive one for the floor, on the emulators."""
+    from core.models import IikoConnection, Kiosk, KioskToken
     from iiko import emulator as menu
-    from nekassir.models import IikoConnection, Kiosk, KioskToken
 
     connection = IikoConnection.objects.create(name="bench", base_url=emulators.url("iiko"),
                                                api_login=menu.DEMO_API_LOGIN)

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from nekassir.models import Kiosk
+from core.models import Kiosk
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Floor:
 
     def __init__(self, kiosk: Kiosk):
         from fiscal.register import make_client
-        from nekassir.iiko_delivery import make_iiko_client
+        from iiko.connection import make_iiko_client
         from payments.terminal import make_acquirer
 
         self.kiosk = kiosk

@@ -37,7 +37,8 @@ def login(stack) -> tuple[dict[str, str], str]:
 
     password = secrets.token_urlsafe(16)
     group, _ = Group.objects.get_or_create(name="bench managers")
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=["nekassir", "fiscal", "payments"]))
+    apps = ["core", "nekassir", "fiscal", "payments"]
+    group.permissions.set(Permission.objects.filter(content_type__app_label__in=apps))
     user, _ = User.objects.get_or_create(username=MANAGER)
     user.set_password(password)
     user.save()
@@ -98,7 +99,7 @@ def burst(stack, code: str, cookies: dict[str, str], csrf: str, answers: Counter
 
 
 def run_job_burst(stack, emulators, kiosks: list[tuple[Any, str]], repeats: int) -> dict[str, Any]:
-    from nekassir.models import Event
+    from core.models import Event
     from scripts.bench.checkout import REALISTIC, completion, order_body
 
     (busy_kiosk, busy_token), (measured, measured_token) = kiosks[0], kiosks[1]

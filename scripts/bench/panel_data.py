@@ -36,8 +36,8 @@ def generate(orders: int, shifts: int, say) -> dict[str, Any]:
     from django.contrib.auth.models import User
     from django.db import connection, transaction
 
+    from core.models import IikoConnection, Kiosk
     from iiko import emulator as menu
-    from nekassir.models import IikoConnection, Kiosk
 
     assert shifts % KIOSKS == 0 and orders >= shifts, "shifts must be a multiple of 10, orders ≥ shifts"
     started = time.monotonic()
@@ -92,7 +92,7 @@ def vacuum_analyze(database_url: str) -> None:
 
 def _reset_sequences(cursor) -> None:
     for table in ("fiscal_shift", "fiscal_fiscaloperation", "fiscal_fiscaldocument", "payments_cardoperation",
-                  "payments_settlement", "nekassir_orderline", "nekassir_iikoattempt", "nekassir_event"):
+                  "payments_settlement", "nekassir_orderline", "nekassir_iikoattempt", "core_event"):
         cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - fixed names
                        f"(SELECT coalesce(max(id), 1) FROM {table}))")
 
@@ -283,7 +283,7 @@ SELECT o, id, md5('i' || o)::uuid::text, false, 1, CASE status WHEN 'completed' 
 FROM (""" + _ORDER.replace("{shift}", _SHIFT) + """) AS ord WHERE status <> 'cancelled'
 """),
     ("journal events", """
-INSERT INTO nekassir_event (created_at, kiosk_id, action, message, data, user_id, object_ref)
+INSERT INTO core_event (created_at, kiosk_id, action, message, data, user_id, object_ref)
 SELECT created_at, kiosk_id, action, message, data, user_id, object_ref FROM (
     SELECT at + make_interval(secs => 1 + e * 3) AS created_at, kiosk_id,
            CASE WHEN status = 'cancelled' THEN (ARRAY['order.receipt.done', 'order.card.declined',

@@ -17,8 +17,7 @@ from playwright.sync_api import expect
 
 from fiscal.models import Shift
 from iiko import emulator as demo
-from nekassir.models import Order
-from payments.models import Refund
+from nekassir.models import Order, Refund
 from tests.test_panel_support import PIN, make_user, venue  # noqa: F401
 from tests.venue import order_body
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.management.jsoncommand import JsonCommand
 from nekassir.demo import DEMO_PIN, seed_demo
-from nekassir.management.jsoncommand import JsonCommand
 
 
 class Command(JsonCommand):

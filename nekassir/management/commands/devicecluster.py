@@ -12,7 +12,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from nekassir.models import Kiosk
+from core.models import Kiosk
 
 
 def device_workers() -> int:

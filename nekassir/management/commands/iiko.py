@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nekassir.iiko_checks import check_iiko
-from nekassir.management.jsoncommand import JsonCommand
+from core.management.jsoncommand import JsonCommand
+from iiko.checks import check_iiko
 
 
 class Command(JsonCommand):

@@ -10,8 +10,8 @@ import statistics
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.models import Kiosk, KioskToken
 from iiko import emulator as menu
-from nekassir.models import Kiosk, KioskToken
 from nekassir.simulation import SimulatedKiosk, run
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
-from nekassir.models import Event
+from core.models import Event
 from nekassir.panel import jobs
 from nekassir.panel.access import Scope
 

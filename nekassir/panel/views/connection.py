@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
-from nekassir.models import Kiosk
+from core.models import Kiosk
 from nekassir.panel import jobs
 from nekassir.panel.access import CHANGE_KIOSK, Scope
 

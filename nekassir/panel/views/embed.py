@@ -15,8 +15,8 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from nekassir.events import record_event
-from nekassir.models import Kiosk
+from core.events import record_event
+from core.models import Kiosk
 from nekassir.panel import access, pin
 from nekassir.panel.access import Scope
 from nekassir.panel.venue import kiosk_blocks

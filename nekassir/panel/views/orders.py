@@ -12,17 +12,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
+from core.locks import DeviceBusy, device_lock
 from fiscal.models import FiscalDocument, Shift
 from nekassir.card_resolution import RESOLVABLE_KINDS
-from nekassir.locks import DeviceBusy, device_lock
-from nekassir.models import Order
+from nekassir.models import Order, Refund
 from nekassir.panel import jobs
 from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
 from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
-from payments.models import CardOperation, Refund
+from payments.models import CardOperation
 
 IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
 
@@ -35,7 +35,7 @@ def _order(scope: Scope, order_id) -> Order:
 
 
 def _refundable(order: Order) -> dict[int, Decimal]:
-    from payments.refunds import refundable
+    from nekassir.refunds import refundable
 
     return refundable(order)
 
@@ -126,7 +126,7 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     form that was filled before another refund (a double click, a second manager) is refused, so a
     second click can never make a second refund. The service itself never refunds above what was paid.
     """
-    from payments.refunds import RefundError, refund_lock_key, request_refund
+    from nekassir.refunds import RefundError, refund_lock_key, request_refund
 
     scope.require(REFUND)
     current = _order(scope, order_id)

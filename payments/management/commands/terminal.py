@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nekassir.locks import DeviceBusy
-from nekassir.management.jsoncommand import JsonCommand
+from core.locks import DeviceBusy
+from core.management.jsoncommand import JsonCommand
 from payments.models import CardOperation, Settlement
 from payments.settlement import settle
 from payments.terminal import TerminalError, check_terminal, current_shift

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nekassir.models import Event, Kiosk
+from core.models import Event, Kiosk
 
-log = logging.getLogger("nekassir.events")
+log = logging.getLogger("core.events")
 
 
 def record_event(

@@ -126,7 +126,7 @@ class CloudURLField(_AddressField):
 @checks.register(checks.Tags.security)
 def stored_addresses_without_credentials(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """``manage.py check``: a row saved before the fields refused credentials (or written around the forms)."""
-    from nekassir.models import IikoConnection, Kiosk
+    from core.models import IikoConnection, Kiosk
 
     found = []
     try:

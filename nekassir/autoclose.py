@@ -18,12 +18,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.tasks import async_task
 
+from core.locks import DeviceBusy
+from core.models import Kiosk
 from fiscal.atol_errors import AtolError
 from fiscal.models import Shift
 from fiscal.register import FiscalError, make_client
-from fiscal.shifts import close_shift
-from nekassir.locks import DeviceBusy
-from nekassir.models import Kiosk
+from nekassir.shift_closing import close_shift
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def scan() -> list[int]:
             continue
         # Compare-and-set: two scans at once queue the close once.
         if Shift.objects.filter(pk=shift.pk, close_requested_at__isnull=True).update(close_requested_at=timezone.now()):
-            async_task("fiscal.autoclose.auto_close", shift.pk, reason, cluster="devices",
+            async_task("nekassir.autoclose.auto_close", shift.pk, reason, cluster="devices",
                        task_name=f"auto close {shift.kiosk.code} #{shift.number}")
             queued.append(shift.pk)
     return queued

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from nekassir.models import Kiosk
+from core.models import Kiosk
 
 
 def _default(value: Any) -> Any:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.locks import DeviceBusy
+from core.management.jsoncommand import JsonCommand
 from fiscal import shifts
 from fiscal.checks import check_register
 from fiscal.models import FiscalOperation, Shift
 from fiscal.register import FiscalError
-from nekassir.locks import DeviceBusy
-from nekassir.management.jsoncommand import JsonCommand
+from nekassir.shift_closing import close_shift
 
 
 def shift_json(shift: Shift | None) -> dict[str, Any] | None:
@@ -87,7 +88,7 @@ class Command(JsonCommand):
         return {"shift": shift_json(shifts.open_shift(kiosk))}
 
     def do_close(self, kiosk):
-        shift = shifts.close_shift(kiosk, reason="command")
+        shift = close_shift(kiosk, reason="command")
         return {"shift": shift_json(shift), "already_closed": shift is None}
 
     def do_xreport(self, kiosk):

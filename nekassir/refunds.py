@@ -24,15 +24,17 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from core.events import record_event
+from core.locks import DeviceBusy, device_lock, sale_lock_key
+from core.models import Kiosk
 from fiscal.models import FiscalOperation
 from fiscal.register import FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open, ensure_shift_open
-from nekassir.events import record_event
-from nekassir.locks import DeviceBusy, device_lock, sale_lock_key
-from nekassir.models import Kiosk, Order, OrderLine, OrderModifier, to_kopecks
+from nekassir.models import Order, OrderLine, OrderModifier, Refund, to_kopecks
 from nekassir.receipts import line_position, modifier_position, receipt_task
 from payments.acquiring import rubles_to_kopecks
-from payments.models import CardOperation, Refund, Settlement
+from payments.models import CardOperation, Settlement
+from payments.settlement import settle_before_close
 from payments.terminal import TerminalError, terminal_session
 
 log = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, c
 
 def start_refund(refund_id: int) -> None:
     """Queue (again) the run of a saved refund on the device cluster; a run finds where the refund is."""
-    async_task("payments.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
+    async_task("nekassir.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
 
 
 def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user) -> Refund:
@@ -227,7 +229,7 @@ def _money_and_receipt(refund: Refund) -> bool:
             if op is None or op.state != CardOperation.State.APPROVED:
                 # The card return belongs to the shift its return receipt lands in: open it first (a
                 # refund may come after the close), and give no money back while the register can't work.
-                ensure_shift_open(kiosk)
+                ensure_shift_open(kiosk, before_close=settle_before_close)
             return _card_step(refund) and _receipt_step(refund)
     except DeviceBusy as exc:
         _set(refund, message=f"Киоск занят: {exc}")
@@ -238,7 +240,7 @@ def _money_and_receipt(refund: Refund) -> bool:
 
 
 def finish_return_receipts(kiosk: Kiosk) -> str:
-    """``fiscal.shifts.UNFINISHED_DOCUMENT_CHECKS`` entry: before a close, print the return receipts of
+    """A step of a shift's close (``nekassir.shift_closing``): before it, print the return receipts of
     refunds whose money went back (or may have); say what still waits."""
     for refund_id in _money_back_without_receipt(kiosk).values_list("pk", flat=True):
         run_refund(refund_id)
@@ -296,7 +298,7 @@ def _receipt_step(refund: Refund) -> bool:
         with register_session(refund.kiosk, purpose=f"чек возврата {refund.order.number}") as session:
             op = refund.return_operation
             if op is None or op.state == FiscalOperation.State.FAILED:
-                ensure_open(session)
+                ensure_open(session, before_close=settle_before_close)
                 op = session.create(_return_task(refund), reference=f"refund:{refund.pk}")
                 _set(refund, return_operation=op)
                 session.perform(op)
@@ -331,7 +333,7 @@ def _return_task(refund: Refund) -> dict[str, Any]:
 
 def _iiko_step(refund: Refund) -> None:
     from iiko.client import IikoError
-    from nekassir.iiko_delivery import IikoNotConfigured, make_iiko_client
+    from iiko.connection import IikoNotConfigured, make_iiko_client
 
     order = refund.order
     attempt = order.iiko_attempts.filter(state="success").order_by("-id").first()

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from nekassir.models import DeviceLock
+from core.models import DeviceLock
 
 _local = threading.local()
 _HOST = socket.gethostname()

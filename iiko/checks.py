@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.models import Kiosk
 from iiko.client import IikoError
-from nekassir.iiko_delivery import IikoNotConfigured, make_iiko_client
-from nekassir.models import Kiosk
+from iiko.connection import IikoNotConfigured, make_iiko_client
 
 
 def check_iiko(kiosk: Kiosk) -> dict[str, Any]:
