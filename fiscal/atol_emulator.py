@@ -16,6 +16,7 @@ Control API (besides the common ``/_emulator/faults``, ``/journal``, ``/reset``)
 * ``POST /_emulator/ofd`` ``{"online": bool, "device": optional}``: stop / resume sending documents to the OFD.
 * ``GET /_emulator/devices``: a summary of every register (FN number, last FD, shift, paper).
 * ``GET /_emulator/prints``: non-document printouts (nonFiscal slips, copies, reprints, continued prints).
+* ``GET /_emulator/marking``: per register, the marking code under validation and the codes accepted in this shift.
 * ``POST /_emulator/registration`` ``{"device": "K1", "autoMode": bool, "machineNumber": "...",
   "paymentsAddress": "...", "paymentsPlace": "..."}`` (each optional): how the register is registered, as
   ``getRegistrationInfo`` reports it; answers the registration's ``device`` block. A new register is registered
@@ -26,6 +27,15 @@ is refused with error 501 before anything is made. That is a modelling choice: w
 1036 from its registration when the task omits it is unconfirmed (PROTOCOLS.md §1), so the emulator takes the
 strict reading and every client must send it. The journal entry of each receipt carries ``machineNumber``,
 ``paymentsAddress`` and ``paymentsPlace`` at top level as the task sent them (None when it did not).
+
+Marked goods (PROTOCOLS.md §4): the FN validates one marking code at a time (``beginMarkingCodeValidation`` →
+``getMarkingCodeValidationStatus`` → ``acceptMarkingCode`` / ``declineMarkingCode``; a second begin while a code is
+held is driver error 401); accepted codes are kept per register until the shift closes, and a receipt position
+with ``imcParams`` whose code was not accepted in this shift for the same planned status is refused with driver
+error 420 «КМ не проверен в ФН». A closed receipt uses up its codes' validations (a code is validated again before
+it goes into another receipt) and tells the marking operator (``marking_operator``, any object with
+``code_status``, ``mark_sold``, ``mark_returned``; by default an in-memory table) what it sold or took back.
+Receipt journal entries keep every position as sent, ``imcParams`` and ``industryInfo`` included.
 
 Plain Python, no Django.
 """
@@ -43,7 +53,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from core.emulator_http import (
     EmulatorApp,
@@ -53,6 +63,7 @@ from core.emulator_http import (
     json_response,
     lost_answer,
 )
+from core.gs1 import InvalidMarkingCode, parse_code
 
 # --- protocol vocabulary ------------------------------------------------------------------------------
 
@@ -106,6 +117,26 @@ MAX_NAME_LENGTH = 128  # FFD 1.2 tag 1030
 # Requisites of an automatic device in a receipt task (FFD tags 1036, 1009, 1187), top-level strings.
 REQUISITES = ("machineNumber", "paymentsAddress", "paymentsPlace")
 
+# Marked goods (FFD 1.2, PROTOCOLS.md §4): the register-side validation tasks and the values of a code's params.
+MARKING_TASKS = frozenset(
+    {
+        "beginMarkingCodeValidation", "getMarkingCodeValidationStatus", "acceptMarkingCode", "declineMarkingCode",
+        "cancelMarkingCodeValidation", "clearMarkingCodeValidationResult", "pingIsm", "ismExchangeStatus",
+    }
+)
+IMC_TYPES = frozenset(
+    {
+        "auto", "imcUnrecognized", "imcShort", "imcFmVerifyCode88", "imcVerifyCode44", "imcFmVerifyCode44",
+        "imcVerifyCode4",
+    }
+)
+SALE_STATUSES = frozenset({"itemPieceSold", "itemDryForSale"})
+RETURN_STATUSES = frozenset({"itemPieceReturn", "itemDryReturn"})
+ESTIMATED_STATUSES = SALE_STATUSES | RETURN_STATUSES | {"itemStatusUnchanged"}
+CHECK_FLAGS = ("imcCheckFlag", "imcCheckResult", "imcStatusInfo", "imcEstimatedStatusCorrect", "ecrStandAloneFlag")
+INDUSTRY_FIELDS = ("fois", "date", "number", "industryAttribute")
+DEFAULT_MARKING_DELAY = 0.05  # seconds until the marking operator's answer to one code is "ready"
+
 FINAL_STATUSES = frozenset({"ready", "error", "interrupted", "canceled"})
 FAILED_STATUSES = frozenset({"error", "interrupted"})
 
@@ -121,9 +152,18 @@ FAULTS: dict[str, str] = {
     "fn_error": "ошибка фискального накопителя: документ отклонён",
     "shift_expires_before_next_sell": "часы ККТ переходят за expiredTime открытой смены прямо перед следующим "
                                       "чеком прихода: чек отклонён с ошибкой 68 (смена превысила 24 часа)",
+    "ism_unreachable": "ОИСМ недоступен: следующая проверка КМ без ответа оператора маркировки (ошибка 411), "
+                       "КМ принимается только по проверке ФН (ecrStandAloneFlag)",
+    "code_sold": "оператор маркировки отвечает на следующую проверку КМ, что код уже выбыл (продан)",
+    "code_blocked": "оператор маркировки отвечает на следующую проверку КМ, что оборот кода приостановлен "
+                    "(заблокирован)",
 }
+# Faults taken by the next beginMarkingCodeValidation (the operator's answer to that one code).
+MARKING_FAULTS = frozenset({"ism_unreachable", "code_sold", "code_blocked"})
 # Faults consumed by the device worker when it starts a fiscal sub-task (the rest hit HTTP answers).
-DEVICE_FAULTS = frozenset(FAULTS) - {"lost_post_answer", "lost_get_answer", "shift_expires_before_next_sell"}
+DEVICE_FAULTS = (
+    frozenset(FAULTS) - {"lost_post_answer", "lost_get_answer", "shift_expires_before_next_sell"} - MARKING_FAULTS
+)
 # Faults that wait for a particular kind of document (any other task leaves them armed).
 SELL_FAULTS = frozenset({"shift_expires_before_next_sell"})
 BLOCKING_FAULTS = frozenset({"blocked_then_ready", "blocked_then_error"})
@@ -167,6 +207,14 @@ FN_ERROR = (119, "Ошибка ФН")
 INTERNAL = (6, "Внутренняя ошибка эмулятора")
 INVALID_TASK = 501
 INTERRUPTED = (502, "Задание прервано из-за предыдущих ошибок")
+# Marking errors of the driver (libfptr LIBFPTR_ERROR_MARKING_CODE_VALIDATION_IN_PROGRESS = 401,
+# LIBFPTR_ERROR_INVALID_STATE = 410, LIBFPTR_ERROR_OFD_EXCHANGE = 411, LIBFPTR_ERROR_MARK_NOT_CHECKED = 420), with
+# the driver's texts, as published in the libfptr error enum (e.g. github.com/ExLuzZziVo/KKTServiceLib,
+# KKTServiceLib.Atol.Types.Enums.KKTErrorType) and ATOL's JSON task scripts (driverErrorObject adds "error").
+MARK_VALIDATION_IN_PROGRESS = (401, "Процедура проверки КМ уже запущена")
+MARK_INVALID_STATE = (410, "Неверное состояние")
+MARK_EXCHANGE_ERROR = (411, "Ошибка обмена с сервером ОФД или ИСМ")
+MARK_NOT_CHECKED = (420, "КМ не проверен в ФН")
 
 
 def fail(error: tuple[int, str]) -> DriverError:
@@ -243,6 +291,7 @@ def _validate_position(item: dict[str, Any], path: str) -> Decimal:
         unit in MEASUREMENT_UNITS or (isinstance(unit, int) and not isinstance(unit, bool) and 0 <= unit <= 255)
     ):
         raise invalid(f"{path}measurementUnit", f"неизвестная единица {unit!r}")
+    _validate_imc_params(item, path)
     return amount
 
 
@@ -440,6 +489,12 @@ class Register:
 
     # -- identity and clock-derived state --
     @property
+    def marking(self) -> dict[str, Any]:
+        """The FN's marking state: the one code under validation (``held``) and the codes accepted in this shift
+        (``accepted``, by their base64, with the status they were validated for and the five flags)."""
+        return self.data.setdefault("marking", {"held": None, "accepted": {}})
+
+    @property
     def fn_number(self) -> str:
         return self.data["fnNumber"]
 
@@ -509,6 +564,8 @@ class Register:
         document = self._store_document("closeShift", now, {"receiptsCount": self.shift["receipts"]})
         # The counters stay readable (getShiftTotals) until the next shift opens, like the register's.
         self.shift["state"] = "closed"
+        # A validation counts only for a receipt of the same shift.
+        self.data["marking"] = {"held": None, "accepted": {}}
         return document
 
     def add_receipt(self, kind: str, receipt: Receipt, now: float, task: dict[str, Any]) -> dict[str, Any]:
@@ -733,6 +790,111 @@ class Register:
         }
 
 
+# --- marked goods: the marking operator and the codes as the FN reads them ------------------------------
+
+
+class MarkingOperator(Protocol):
+    """The marking operator (ОИСМ) as the register meets it: a code's state, told when a receipt sells or returns
+    it. ``code_status`` answers "valid", "sold", "expired", "blocked", "not_found" or "sale_stopped".
+    The top floor hands in the marking room's registry, shared with the check service's emulator."""
+
+    def code_status(self, raw: str) -> str: ...
+
+    def mark_sold(self, raw: str) -> None: ...
+
+    def mark_returned(self, raw: str) -> None: ...
+
+
+def code_gtin(raw: str) -> str | None:
+    """The GTIN of a well-formed code as scanned, None for anything else (the FN's own check fails)."""
+    try:
+        return parse_code(raw).gtin
+    except InvalidMarkingCode:
+        return None
+
+
+class InMemoryMarkingOperator:
+    """The default operator: a well-formed code never seen is "valid", except GTINs starting "0999" ("not_found",
+    a test hook) and malformed codes; a sold code is "sold" until returned ("valid" again). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def code_status(self, raw: str) -> str:
+        gtin = code_gtin(raw)
+        if gtin is None or gtin.startswith("0999"):
+            return "not_found"
+        with self._lock:
+            return self._states.get(raw, "valid")
+
+    def set_status(self, raw: str, status: str) -> None:
+        with self._lock:
+            self._states[raw] = status
+
+    def mark_sold(self, raw: str) -> None:
+        self.set_status(raw, "sold")
+
+    def mark_returned(self, raw: str) -> None:
+        self.set_status(raw, "valid")
+
+
+def decode_imc(value: Any, field_path: str) -> str:
+    """The code as scanned from its base64 (``imc``); the exact bytes must be UTF-8 (printable ASCII and GS)."""
+    if not isinstance(value, str) or not value:
+        raise invalid(field_path, "ожидается строка base64")
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise invalid(field_path, "не декодируется из base64") from None
+
+
+def _marking_params(params: Any, path: str) -> tuple[str, dict[str, Any]]:
+    """Checks the params of one code (``beginMarkingCodeValidation`` and a position's ``imcParams``)."""
+    if not isinstance(params, dict):
+        raise invalid(path.rstrip("."), "ожидается объект")
+    raw = decode_imc(_required(params, "imc", path), f"{path}imc")
+    _optional_choice(params, "imcType", path, IMC_TYPES)
+    status = _required(params, "itemEstimatedStatus", path)
+    if status not in ESTIMATED_STATUSES:
+        raise invalid(f"{path}itemEstimatedStatus", f"неизвестное значение {status!r}")
+    mode = params.get("imcModeProcessing")
+    if mode is not None and (isinstance(mode, bool) or not isinstance(mode, int) or mode < 0):
+        raise invalid(f"{path}imcModeProcessing", "ожидается целое неотрицательное число")
+    return raw, params
+
+
+def _validate_imc_params(item: dict[str, Any], path: str) -> None:
+    """A position's ``imcParams`` (the code, its type, its planned status, the validation's five flags) and
+    ``industryInfo`` (tags 1260-1265: the permissive mode's requisites)."""
+    if "imcParams" in item:
+        _, params = _marking_params(item["imcParams"], f"{path}imcParams.")
+        checks = params.get("itemInfoCheckResult")
+        if checks is not None and (
+            not isinstance(checks, dict) or any(not isinstance(checks.get(flag, False), bool) for flag in CHECK_FLAGS)
+        ):
+            raise invalid(f"{path}imcParams.itemInfoCheckResult", "ожидается объект с флагами true/false")
+        unit = item.get("measurementUnit", "piece")
+        if unit in ("piece", 0) and _number(item["quantity"], f"{path}quantity") != 1:
+            raise invalid(f"{path}quantity", "у маркированного штучного товара количество должно быть 1")
+    if "industryInfo" in item:
+        industry = item["industryInfo"]
+        if not isinstance(industry, list) or not industry:
+            raise invalid(f"{path}industryInfo", "ожидается непустой массив")
+        for index, entry in enumerate(industry):
+            entry_path = f"{path}industryInfo[{index}]."
+            if not isinstance(entry, dict):
+                raise invalid(entry_path.rstrip("."), "ожидается объект")
+            for key in INDUSTRY_FIELDS:
+                value = _required(entry, key, entry_path)
+                if not isinstance(value, str) or not value:
+                    raise invalid(f"{entry_path}{key}", "ожидается непустая строка")
+            try:
+                datetime.strptime(entry["date"], "%d.%m.%Y")
+            except ValueError:
+                raise invalid(f"{entry_path}date", f"ожидается дата ДД.ММ.ГГГГ, получено {entry['date']!r}") from None
+
+
 # --- the emulator ---------------------------------------------------------------------------------------
 
 
@@ -757,8 +919,12 @@ class AtolWebServerEmulator(EmulatorApp):
         auto_open_shift: bool = True,
         users: dict[str, str] | None = None,
         flat_errors: bool = False,
+        marking_operator: MarkingOperator | None = None,
+        marking_delay: float = DEFAULT_MARKING_DELAY,
     ):
         super().__init__()
+        self.marking_operator: MarkingOperator = marking_operator or InMemoryMarkingOperator()
+        self.marking_delay = marking_delay
         self.print_delay = print_delay
         self.auto_open_shift = auto_open_shift
         self.users = dict(users or {})
@@ -991,9 +1157,11 @@ class AtolWebServerEmulator(EmulatorApp):
             if fault_name == "shift_expires_before_next_sell" and register.shift_state(now) == "opened":
                 # The shift reaches its 24 hours between the caller's shift check and this sell.
                 register.shift["openedAt"] = now - SHIFT_LENGTH.total_seconds()
+            codes = self._check_marked_positions(register, body)
             if self._ensure_shift_for_receipt(register, now, body):
                 warnings["shiftAutoOpened"] = True
             document = register.add_receipt(kind, receipt, now, body)
+            self._marked_positions_done(register, kind, codes)
         self._journal(register, document, body)
         if fault_name == "paper_out_after_write":
             # The document is in the FN, only its paper copy is missing: continuePrint prints it later.
@@ -1078,6 +1246,8 @@ class AtolWebServerEmulator(EmulatorApp):
         now = self._now()
         if kind in QUERY_TASKS:
             return self._query(register, kind, body)
+        if kind in MARKING_TASKS:
+            return self._marking(register, kind, body, now)
         if kind not in PRINT_TASKS:
             raise DriverError(INVALID_TASK, f"Неизвестный тип задания {kind!r}")
         lines = validate_non_fiscal(body) if kind == "nonFiscal" else None
@@ -1138,6 +1308,157 @@ class AtolWebServerEmulator(EmulatorApp):
         if kind == "ofdExchangeStatus":
             return register.ofd_exchange_status(now)
         return register.registration_info()
+
+    # ================================================================================= marked goods
+    def _marking(self, register: Register, kind: str, body: dict[str, Any], now: float) -> dict[str, Any]:
+        """The FN's validation of marking codes: one code at a time (begin → status → accept / decline)."""
+        marking = register.marking
+        held = marking["held"]
+        if kind == "beginMarkingCodeValidation":
+            if held is not None:
+                raise fail(MARK_VALIDATION_IN_PROGRESS)
+            raw, params = _marking_params(_required(body, "params", ""), "params.")
+            return self._begin_validation(register, raw, params, now)
+        if kind == "getMarkingCodeValidationStatus":
+            # ATOL's task script reports a failed status call inside the result (driverError), not as a task error.
+            if held is None:
+                return {"driverError": self._driver_error(MARK_INVALID_STATE, "imcCheckWrongState")}
+            if now < held["readyAt"]:
+                return {"ready": False}
+            return self._validation_status(held)
+        if kind in ("acceptMarkingCode", "declineMarkingCode"):
+            if held is None or now < held["readyAt"]:
+                raise fail(MARK_INVALID_STATE)
+            marking["held"] = None
+            if kind == "declineMarkingCode":
+                return {}
+            checks = self._check_result(held)
+            marking["accepted"][held["imc"]] = {
+                "status": held["status"], "itemInfoCheckResult": checks, "shiftNumber": register.shift["number"],
+            }
+            return {"itemInfoCheckResult": checks}
+        if kind == "cancelMarkingCodeValidation":  # harmless when nothing is held
+            marking["held"] = None
+            return {}
+        if kind == "clearMarkingCodeValidationResult":
+            marking["accepted"] = {}
+            return {}
+        # pingIsm / ismExchangeStatus: the answers' exact shapes are unconfirmed (PROTOCOLS.md §4); an armed
+        # ism_unreachable fault makes the operator unreachable here too (without consuming it).
+        reachable = not any(
+            fault["fault"] == "ism_unreachable" and fault["device"] in (None, register.data["id"])
+            for fault in self.faults.pending()
+        )
+        if kind == "pingIsm":
+            return {"ismPing": {"isAvailable": reachable, "time": 40 if reachable else 0},
+                    "driverError": self._driver_error(OK if reachable else MARK_EXCHANGE_ERROR)}
+        return {"status": {"notSentCount": 0, "isConnected": reachable, "lastSuccessConnectionDateTime": iso(now)}}
+
+    def _begin_validation(self, register: Register, raw: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+        fault = self.faults.take(register.data["id"], only=set(MARKING_FAULTS))
+        fault_name = fault["fault"] if fault else None
+        fn_ok = code_gtin(raw) is not None
+        operator: str | None
+        if fault_name == "ism_unreachable":
+            operator = None
+        elif fault_name == "code_sold":
+            operator = "sold"
+        elif fault_name == "code_blocked":
+            operator = "blocked"
+        else:
+            operator = self.marking_operator.code_status(raw)
+        register.marking["held"] = {
+            "imc": params["imc"],
+            "status": params["itemEstimatedStatus"],
+            "imcType": params.get("imcType", "auto"),
+            "imcModeProcessing": params.get("imcModeProcessing", 0),
+            "fnCheckResult": fn_ok,
+            "operator": operator,
+            "readyAt": now + self.marking_delay,
+        }
+        return {
+            "offlineValidation": {
+                "fmCheck": True, "fmCheckResult": fn_ok, "fmCheckErrorReason": "checked" if fn_ok else "typeIncorrect",
+            }
+        }
+
+    @staticmethod
+    def _driver_error(error: tuple[int, str], name: str = "") -> dict[str, Any]:
+        answer: dict[str, Any] = {"code": error[0], "description": error[1]}
+        if name:
+            answer["error"] = name
+        return answer
+
+    @staticmethod
+    def _estimated_status_correct(held: dict[str, Any]) -> bool:
+        """What the operator says of the planned status: a sale needs a valid code, a return a sold one."""
+        if held["status"] in RETURN_STATUSES:
+            return held["operator"] == "sold"
+        return held["operator"] == "valid"
+
+    def _check_result(self, held: dict[str, Any]) -> dict[str, bool]:
+        """The five flags of tag 2106 for the held code."""
+        answered = held["operator"] is not None
+        return {
+            "imcCheckFlag": True,
+            "imcCheckResult": held["fnCheckResult"],
+            "imcStatusInfo": answered,
+            "imcEstimatedStatusCorrect": answered and self._estimated_status_correct(held),
+            "ecrStandAloneFlag": not answered,
+        }
+
+    def _validation_status(self, held: dict[str, Any]) -> dict[str, Any]:
+        if held["operator"] is None:  # no answer from the operator: the result of the FN's own check only
+            return {"ready": True, "sentImcRequest": True,
+                    "driverError": self._driver_error(MARK_EXCHANGE_ERROR, "serverNoConnect")}
+        correct = self._estimated_status_correct(held)
+        if correct:
+            item_status = "itemEstimatedStatusCorrect"
+        elif held["operator"] in ("blocked", "sale_stopped"):
+            item_status = "itemSaleStopped"
+        else:
+            item_status = "itemEstimatedStatusIncorrect"
+        return {
+            "ready": True,
+            "sentImcRequest": True,
+            "driverError": self._driver_error(OK),
+            "onlineValidation": {
+                "itemInfoCheckResult": self._check_result(held),
+                "markOperatorResponse": {"responseStatus": True, "itemStatusCheck": correct},
+                "markOperatorItemStatus": item_status,
+                "markOperatorResponseResult": "unrecognized" if held["operator"] == "not_found" else "correct",
+                "imcType": held["imcType"],
+                "imcModeProcessing": held["imcModeProcessing"],
+            },
+        }
+
+    @staticmethod
+    def _check_marked_positions(register: Register, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """Every code in a receipt must have been accepted by a validation in this shift, for the same planned
+        status; returns the (base64, code as scanned) of the receipt's codes."""
+        accepted = register.marking["accepted"]
+        codes: list[tuple[str, str]] = []
+        for index, item in enumerate(body.get("items") or []):
+            params = item.get("imcParams") if isinstance(item, dict) else None
+            if params is None:
+                continue
+            imc = params["imc"]
+            known = accepted.get(imc)
+            if known is None or known["status"] != params["itemEstimatedStatus"]:
+                raise DriverError(MARK_NOT_CHECKED[0], f"{MARK_NOT_CHECKED[1]} (items[{index}])")
+            if any(imc == seen for seen, _ in codes):
+                raise invalid(f"items[{index}].imcParams.imc", "код маркировки повторяется в чеке")
+            codes.append((imc, decode_imc(imc, f"items[{index}].imcParams.imc")))
+        return codes
+
+    def _marked_positions_done(self, register: Register, kind: str, codes: list[tuple[str, str]]) -> None:
+        """A closed receipt uses up its codes' validations and tells the operator what it sold or took back."""
+        for imc, raw in codes:
+            register.marking["accepted"].pop(imc, None)
+            if kind == "sell":
+                self.marking_operator.mark_sold(raw)
+            elif kind == "sellReturn":
+                self.marking_operator.mark_returned(raw)
 
     # ================================================================================= HTTP protocol
     def handle_protocol(self, request: Request) -> Response:
@@ -1329,6 +1650,12 @@ class AtolWebServerEmulator(EmulatorApp):
                 return json_response(list(self._state["prints"]))
         if action == "registration" and request.method == "POST":
             return self._control_registration(request.json())
+        if action == "marking" and request.method == "GET":
+            with self._lock:
+                return json_response(
+                    {device: data.get("marking") or {"held": None, "accepted": {}}
+                     for device, data in self._state["devices"].items()}
+                )
         return None
 
     def _control_registration(self, data: dict[str, Any]) -> Response:
