@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.emulator_http import EmulatorApp
+from marking.emulator import MarkingCheckEmulator
+from marking.operator import OperatorRegistry
 
 
 @dataclass
@@ -18,16 +20,20 @@ class EmulatorDelays:
 
 
 def build_emulators(state_dir: Path, delays: EmulatorDelays) -> dict[str, EmulatorApp]:
-    """Every emulator, keyed by the names of ``settings.EMULATOR_PORTS``."""
+    """Every emulator, keyed by the names of ``settings.EMULATOR_PORTS``. One marking operator (the code table)
+    is shared by the register's validation (ATOL) and the check service, as the real services agree."""
     from fiscal.atol_emulator import AtolWebServerEmulator
     from iiko.emulator import IikoEmulator
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 
     state_dir.mkdir(parents=True, exist_ok=True)
+    operator = OperatorRegistry(state_path=str(state_dir / "marking.json"))
     return {
-        "atol": AtolWebServerEmulator(state_path=str(state_dir / "atol.json"), print_delay=delays.print_delay),
+        "atol": AtolWebServerEmulator(state_path=str(state_dir / "atol.json"), print_delay=delays.print_delay,
+                                      marking_operator=operator),
         "kkm": KkmServerEmulator(state_path=str(state_dir / "kkm.json"), card_delay=delays.card_delay),
         "dualconnector": DualConnectorEmulator(state_path=str(state_dir / "dc.json"), card_delay=delays.card_delay),
         "iiko": IikoEmulator(state_path=str(state_dir / "iiko.json"), creation_delay=delays.iiko_delay),
+        "marking": MarkingCheckEmulator(operator),
     }

@@ -6,6 +6,7 @@ With no variables at all this is the embedded default that ``make run`` uses: SQ
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "fiscal",
     "payments",
     "iiko",
+    "marking",
 ]
 
 MIDDLEWARE = [
@@ -182,6 +184,7 @@ EMULATOR_PORTS = {
     "kkm": env_int("KKM_EMULATOR_PORT", 5893, minimum=1, maximum=65535),
     "dualconnector": env_int("DC_EMULATOR_PORT", 9015, minimum=1, maximum=65535),
     "iiko": env_int("IIKO_EMULATOR_PORT", 8765, minimum=1, maximum=65535),
+    "marking": env_int("MARKING_EMULATOR_PORT", 8766, minimum=1, maximum=65535),
 }
 EMULATOR_STATE_DIR = Path(env_str("EMULATOR_STATE_DIR", str(DATA_DIR / "emulators")))
 
@@ -302,3 +305,27 @@ ALERTS_OFD_HOURS = env_int("ALERTS_OFD_HOURS", 24, minimum=1, maximum=24 * 29)
 ALERTS_PANEL_URL = env_str("ALERTS_PANEL_URL", "")
 ALERTS_VENUE_NAME = env_str("ALERTS_VENUE_NAME", "")
 # === end of alerts settings ========================================================================
+
+# === Marked goods (Честный ЗНАК; issue 13, PROTOCOLS.md §4) =======================================
+# The marking operator's permissive-mode check service (the cloud, or the venue's local module): off when the
+# URL is empty. The key is a secret (X-API-KEY), never shown. `make run` points the URL at the emulator.
+MARKING_CHECK_URL = env_str("MARKING_CHECK_URL", "").strip()
+MARKING_CHECK_PATH = env_str("MARKING_CHECK_PATH", "/api/v4/true-api/codes/check").strip()
+MARKING_CHECK_TOKEN = env_str("MARKING_CHECK_TOKEN", "").strip()
+MARKING_CHECK_TIMEOUT = env_float("MARKING_CHECK_TIMEOUT", 5.0, minimum=0.1)
+# When the check service or the marking operator cannot be reached: refuse the sale, or sell with the
+# register's offline result (as the rules in force allow).
+MARKING_OFFLINE_SALE = env_choice("MARKING_OFFLINE_SALE", "refuse", {"refuse", "offline"})
+# The permissive-mode requisites of the receipt's industryInfo (tags 1262-1264): the federal body, and the
+# date and number of the decree (21.11.2023 No 1944; older clients wrote 26.03.2022 No 477).
+MARKING_FOIS = env_str("MARKING_FOIS", "030").strip()
+MARKING_DOC_DATE = env_str("MARKING_DOC_DATE", "21.11.2023").strip()
+MARKING_DOC_NUMBER = env_str("MARKING_DOC_NUMBER", "1944").strip()
+if not re.fullmatch(r"\d{3}", MARKING_FOIS):
+    raise ImproperlyConfigured(f"MARKING_FOIS={MARKING_FOIS!r}: expected three digits, e.g. 030")
+if not re.fullmatch(r"\d{2}\.\d{2}\.\d{4}", MARKING_DOC_DATE):
+    raise ImproperlyConfigured(f"MARKING_DOC_DATE={MARKING_DOC_DATE!r}: expected DD.MM.YYYY, e.g. 21.11.2023")
+if not MARKING_DOC_NUMBER:
+    raise ImproperlyConfigured("MARKING_DOC_NUMBER: must not be empty (e.g. 1944)")
+MARKING_EMULATOR_PORT = EMULATOR_PORTS["marking"]
+# === end of marked goods settings ==================================================================

@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 MANAGE = [PY, str(ROOT / "manage.py")]
 HOST, PORT = "127.0.0.1", os.environ.get("PORT", "8000")
+# Marked goods: the check service is the emulator `manage.py emulators` starts, with its demo key
+# (marking/emulator.py DEMO_TOKEN; tests/marking/test_marking_emulator.py keeps the two the same).
+MARKING_EMULATOR_TOKEN = "00000000-demo-0000-mark-000000000000"  # noqa: S105 - the emulator's public demo key
 
 
 def manage(*args: str) -> str:
@@ -22,6 +25,11 @@ def manage(*args: str) -> str:
 
 
 def main() -> int:
+    # Set before any child starts, so the web server, the clusters and the demo all see it (unless set already).
+    emulator_host = os.environ.get("EMULATOR_HOST", "127.0.0.1")
+    marking_port = os.environ.get("MARKING_EMULATOR_PORT", "8766")
+    os.environ.setdefault("MARKING_CHECK_URL", f"http://{emulator_host}:{marking_port}")
+    os.environ.setdefault("MARKING_CHECK_TOKEN", MARKING_EMULATOR_TOKEN)
     manage("migrate", "--noinput")
     manage("collectstatic", "--noinput")
     demo = json.loads(manage("demo", "--json"))

@@ -1,5 +1,6 @@
 """python manage.py emulators: every device emulator on 127.0.0.1 (ATOL on 16732, KKM Server on 5893,
-DualConnector on 9015, iiko on 8765; ports from settings / environment), until Ctrl-C or SIGTERM."""
+DualConnector on 9015, iiko on 8765, the marking check service on 8766; ports from settings / environment),
+until Ctrl-C or SIGTERM. ATOL and the check service share one marking operator (the code table)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from nekassir.emulators import EmulatorDelays, build_emulators
 
 
 class Command(BaseCommand):
-    help = "Запускает эмуляторы ККТ, терминалов и iiko на 127.0.0.1."
+    help = "Запускает эмуляторы ККТ, терминалов, iiko и службы проверки кодов маркировки на 127.0.0.1."
 
     def add_arguments(self, parser):
         parser.add_argument("--state-dir", default=str(settings.EMULATOR_STATE_DIR))
