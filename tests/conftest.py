@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from core.emulator_http import EmulatorApp, EmulatorServer
+from marking.emulator import MarkingCheckEmulator
+from marking.operator import OperatorRegistry
 
 
 class RunningEmulator:
@@ -50,10 +52,23 @@ def serve_emulator() -> Iterator:
 
 
 @pytest.fixture
-def atol_emulator(serve_emulator, tmp_path) -> RunningEmulator:
+def marking_operator(tmp_path) -> OperatorRegistry:
+    """The marking operator's code table, one per test, shared by the ATOL and the check service emulators."""
+    return OperatorRegistry(state_path=str(tmp_path / "marking.json"))
+
+
+@pytest.fixture
+def atol_emulator(serve_emulator, tmp_path, marking_operator) -> RunningEmulator:
     from fiscal.atol_emulator import AtolWebServerEmulator
 
-    return serve_emulator(AtolWebServerEmulator(state_path=str(tmp_path / "atol.json"), print_delay=0.02))
+    return serve_emulator(AtolWebServerEmulator(state_path=str(tmp_path / "atol.json"), print_delay=0.02,
+                                                marking_operator=marking_operator))
+
+
+@pytest.fixture
+def marking_emulator(serve_emulator, marking_operator) -> RunningEmulator:
+    """The marking check service (key ``marking.emulator.DEMO_TOKEN``), answering from ``marking_operator``."""
+    return serve_emulator(MarkingCheckEmulator(marking_operator))
 
 
 @pytest.fixture
