@@ -82,7 +82,7 @@ class OperatorRegistry:
             raise ValueError(f"unknown code status {status!r}; known: {', '.join(STATUSES)}")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10_000:
             raise ValueError("count must be an integer from 1 to 10000")
-        codes = []
+        codes: list[str] = []
         with self._lock:
             while len(codes) < count:
                 tail = _random(_TAIL_ALPHABET, 4) + GS + "92" + _random(_TAIL_ALPHABET, 44)
