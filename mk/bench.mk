@@ -29,4 +29,4 @@ bench-clean: venv
 
 # The production-like end-to-end test alone (PostgreSQL, Redis, gunicorn, two device clusters).
 test-production: venv
-	DATABASE_URL="$(PG_TEST_URL)" $(BIN)/python -m pytest -p no:cacheprovider tests/test_production.py
+	DATABASE_URL="$(PG_TEST_URL)" $(BIN)/python -m pytest -p no:cacheprovider tests/long/test_production.py

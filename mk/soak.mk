@@ -10,6 +10,6 @@ SOAK_ARGS ?=
 soak: venv
 	SOAK_PG_URL="$(SOAK_PG_URL)" $(BIN)/python -m scripts.soak $(SOAK_ARGS)
 
-# The CI version (≤ 5 min): 100 orders, 3 kills; tests/test_soak_short.py runs the same.
+# The CI version (≤ 5 min): 100 orders, 3 kills; tests/long/test_soak_short.py runs the same.
 soak-short: venv
 	SOAK_PG_URL="$(SOAK_PG_URL)" $(BIN)/python -m scripts.soak --short $(SOAK_ARGS)

@@ -1,4 +1,6 @@
-"""Shared fixtures: every device emulator as a real HTTP server on a free port, with its own state."""
+"""Fixtures every room's tests share: every device emulator as a real HTTP server on a free port, with its own
+state; a venue on them (two kiosks whose service PIN is ``tests.panel_support.PIN``); panel accounts with and
+without rights. A folder's own conftest.py holds what only that folder uses; the map is in tests/__init__.py."""
 
 from __future__ import annotations
 
@@ -6,10 +8,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 
 from core.emulator_http import EmulatorApp, EmulatorServer
 from marking.emulator import MarkingCheckEmulator
 from marking.operator import OperatorRegistry
+from tests.panel_support import ALL_PANEL_PERMISSIONS, PIN, make_user
+from tests.venue import build_venue
 
 
 class RunningEmulator:
@@ -90,3 +95,38 @@ def iiko_emulator(serve_emulator, tmp_path) -> RunningEmulator:
     from iiko.emulator import IikoEmulator
 
     return serve_emulator(IikoEmulator(state_path=str(tmp_path / "iiko.json")))
+
+
+@pytest.fixture
+def venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator, settings):
+    settings.TERMINAL_HTTP_TIMEOUT = 0.5
+    settings.TERMINAL_GUEST_TIMEOUT = 0.5
+    settings.TERMINAL_POLL_FOR = 0.4
+    venue = build_venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator)
+    for kiosk in venue.kiosks.values():
+        kiosk.set_service_pin(PIN)
+    return venue
+
+
+@pytest.fixture
+def manager(db) -> User:
+    return make_user("anna", *ALL_PANEL_PERMISSIONS)
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    """May look and print X reports, may not refund, close shifts or print copies."""
+    return make_user("oleg", "print_xreport")
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture
+def support(client):
+    """A superuser's client (the kiosk's admin page)."""
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    return client

@@ -18,3 +18,15 @@ def make_terminal_kiosk(atol_url: str, *, kkm_url: str = "", dc_url: str = "", c
         else {"terminal_transport": "dualconnector", "terminal_kind": "dualconnector", "dc_url": dc_url}
     )
     return make_kiosk(atol_url, code, **{**terminal, **fields})
+
+
+def form_data(kiosk, **changes):
+    """The kiosk admin's change form as posted for ``kiosk``, blank passwords (kept), with ``changes``."""
+    data = {
+        "code": kiosk.code, "name": kiosk.name, "active": "on", "has_register": "on", "atol_url": kiosk.atol_url,
+        "atol_device_id": kiosk.atol_device_id, "atol_username": kiosk.atol_username, "atol_password": "",
+        "taxation_type": "osn", "terminal_transport": "", "terminal_kind": "sberbank", "kkm_device_number": 0,
+        "dc_operation_codes": "{}", "print_slips": "on", "kkm_password": "",
+    }
+    data.update(changes)
+    return data

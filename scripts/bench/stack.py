@@ -1,6 +1,6 @@
 """A production-like Nekassir as real processes: gunicorn (gthread) + q2 device cluster(s) + default cluster.
 
-Used by the benchmarks and by ``tests/test_production.py``. Each stack has its own data folder, its
+Used by the benchmarks and by ``tests/long/test_production.py``. Each stack has its own data folder, its
 own database (PostgreSQL or SQLite) and its own Redis database index, so it never touches
 ``make run``'s data. Every process is started in its own session and stopped by its own id.
 """

@@ -5,8 +5,6 @@ the settlement slip and the closing report → previous / next shift → the kio
 Every page's screenshot is saved to artifacts/screenshots/.
 """
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import re
@@ -18,7 +16,7 @@ from playwright.sync_api import expect
 from fiscal.models import Shift
 from iiko import emulator as demo
 from nekassir.models import Order, Refund
-from tests.test_panel_support import PIN, make_user, venue  # noqa: F401
+from tests.panel_support import PIN, make_user
 from tests.venue import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,8 +1,6 @@
 """The panel at scale (issue 7): long lists are paged, the shift's reconciliation still covers the whole
 shift, the journal is paged without counting it, and the venue page's lookups match its partial indexes."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import re
@@ -17,13 +15,7 @@ from nekassir.panel.reconciliation import facts_of, order_queryset, shift_order_
 from nekassir.panel.views import shifts as shift_views
 from nekassir.panel.views import venue as venue_views
 from payments.models import CardOperation
-from tests.test_panel_support import (  # noqa: F401
-    fake_completed_order,
-    fake_shift,
-    manager,
-    manager_client,
-    venue,
-)
+from tests.panel_support import fake_completed_order, fake_shift
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,8 +21,8 @@ import nekassir.panel.admin_registrations  # noqa: F401  (the service menu's adm
 from core.models import Event
 from iiko import emulator as demo
 from nekassir.models import Order, Refund
+from tests.panel_support import PIN, fake_completed_order, fake_shift, make_user
 from tests.processes import ROOT
-from tests.test_panel_support import PIN, fake_completed_order, fake_shift, make_user
 from tests.urlwalk import concrete, walk
 from tests.venue import build_venue, order_body, place_order
 

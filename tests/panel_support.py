@@ -1,7 +1,8 @@
-"""Shared pieces of the service-menu tests: a venue on the emulators, managers with and without rights,
-orders placed through the kiosk API, and orders written straight to the database for volume tests.
+"""Shared pieces of the service-menu tests: managers with and without rights, orders placed through the kiosk
+API, orders written straight to the database for volume tests, and the «Проверить связь» button.
 
-Fixtures here are imported by the test_panel_* modules (``from tests.test_panel_support import ...``).
+The fixtures built on these (``venue`` with the service PIN, ``manager``, ``viewer``, ``manager_client``,
+``support``) are in tests/conftest.py: the panel, order, fiscal, core and browser tests use them.
 """
 
 from __future__ import annotations
@@ -10,37 +11,21 @@ import uuid
 from decimal import Decimal
 from itertools import count
 
-import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 import nekassir.panel.admin_registrations  # noqa: F401  (until nekassir/admin.py imports it)
+from core.models import Event, Kiosk
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from iiko import emulator as demo
 from nekassir.models import Order, OrderLine
 from payments.models import CardOperation
-from tests.venue import build_venue, order_body
+from tests.venue import order_body
 
 HX = {"HX-Request": "true"}
 PIN = "2468"
 
 _seq = count(1)
-
-
-@pytest.fixture(autouse=True)
-def _no_login_throttling(settings):
-    settings.AXES_ENABLED = False  # the lockout has its own test
-
-
-@pytest.fixture
-def venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator, settings):
-    settings.TERMINAL_HTTP_TIMEOUT = 0.5
-    settings.TERMINAL_GUEST_TIMEOUT = 0.5
-    settings.TERMINAL_POLL_FOR = 0.4
-    venue = build_venue(atol_emulator, kkm_emulator, dc_emulator, iiko_emulator)
-    for kiosk in venue.kiosks.values():
-        kiosk.set_service_pin(PIN)
-    return venue
 
 
 def make_user(username: str, *codenames: str, reads: bool = True) -> User:
@@ -57,23 +42,6 @@ def make_user(username: str, *codenames: str, reads: bool = True) -> User:
 
 ALL_PANEL_PERMISSIONS = ("refund_order", "manage_shift", "print_xreport", "print_copy", "change_order",
                          "check_device")
-
-
-@pytest.fixture
-def manager(db) -> User:
-    return make_user("anna", *ALL_PANEL_PERMISSIONS)
-
-
-@pytest.fixture
-def viewer(db) -> User:
-    """May look and print X reports, may not refund, close shifts or print copies."""
-    return make_user("oleg", "print_xreport")
-
-
-@pytest.fixture
-def manager_client(client, manager):
-    client.force_login(manager)
-    return client
 
 
 def place(client, venue, kiosk: str = "K1", *lines: tuple[str, str]) -> Order:
@@ -111,3 +79,13 @@ def fake_completed_order(kiosk, shift: Shift, total: Decimal = Decimal("250.00")
     OrderLine.objects.create(order=order, position=1, product_id=uuid.uuid4(), name="Бургер", receipt_name="Бургер",
                              price=total, quantity=Decimal("1"), vat="vat22", amount=total)
     return order
+
+
+def check(client, kiosk: Kiosk) -> tuple[Event, str]:
+    """Press the button (q2 runs the job inline in tests) and read the job page it leads to."""
+    answer = client.post(f"/kiosks/{kiosk.code}/connection/")
+    assert answer.status_code == 302 and answer["Location"].startswith("/jobs/"), answer.status_code
+    start = Event.objects.get(action="panel.connection", kiosk=kiosk)
+    page = client.get(answer["Location"])
+    assert page.status_code == 200
+    return Event.objects.get(object_ref=f"job:{start.pk}"), page.content.decode()

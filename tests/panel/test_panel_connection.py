@@ -1,34 +1,15 @@
 """«Проверить связь» on the kiosk's admin page: a job that checks the register, the terminal and iiko on the
 emulators and says in plain Russian what is wrong with each."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from core.models import Event, IikoConnection, Kiosk
 from nekassir.panel import jobs
-from tests.test_panel_support import make_user, venue  # noqa: F401
+from tests.panel_support import check, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def support(client):
-    client.force_login(User.objects.create_superuser("root", password="x"))
-    return client
-
-
-def check(client, kiosk: Kiosk) -> tuple[Event, str]:
-    """Press the button (q2 runs the job inline in tests) and read the job page it leads to."""
-    answer = client.post(f"/kiosks/{kiosk.code}/connection/")
-    assert answer.status_code == 302 and answer["Location"].startswith("/jobs/"), answer.status_code
-    start = Event.objects.get(action="panel.connection", kiosk=kiosk)
-    page = client.get(answer["Location"])
-    assert page.status_code == 200
-    return Event.objects.get(object_ref=f"job:{start.pk}"), page.content.decode()
 
 
 def test_the_kiosk_settings_page_has_the_button(support, venue):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.models import Kiosk
-from tests.factories import make_kiosk
+from tests.factories import form_data, make_kiosk
 
 pytestmark = pytest.mark.django_db
 
@@ -24,17 +24,6 @@ def test_secrets_are_not_in_admin_pages(admin_client, kiosk):
     assert SECRET not in listing.content.decode()
     assert SECRET not in change.content.decode()
     assert SECRET not in repr(kiosk) and SECRET not in str(kiosk)
-
-
-def form_data(kiosk, **changes):
-    data = {
-        "code": kiosk.code, "name": kiosk.name, "active": "on", "has_register": "on", "atol_url": kiosk.atol_url,
-        "atol_device_id": kiosk.atol_device_id, "atol_username": kiosk.atol_username, "atol_password": "",
-        "taxation_type": "osn", "terminal_transport": "", "terminal_kind": "sberbank", "kkm_device_number": 0,
-        "dc_operation_codes": "{}", "print_slips": "on", "kkm_password": "",
-    }
-    data.update(changes)
-    return data
 
 
 def test_blank_password_keeps_the_stored_one(admin_client, kiosk):

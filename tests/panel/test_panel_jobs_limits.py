@@ -7,8 +7,6 @@ Jobs run inline (q2 sync) unless a test turns ``Conf.SYNC`` off: then a started 
 row) and the test runs it itself, as a worker would, with ``jobs.run_job``.
 """
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import threading
@@ -24,7 +22,7 @@ from core.locks import device_lock
 from core.models import Event, Kiosk
 from fiscal.register import register_lock_key
 from nekassir.panel import jobs
-from tests.test_panel_support import HX, PIN, make_user, venue  # noqa: F401
+from tests.panel_support import HX, PIN, make_user
 from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,7 +123,7 @@ def test_a_second_request_gets_the_running_jobs_fragment_and_another_kiosk_gets_
 
 
 def test_copies_are_merged_per_document_not_per_kiosk(venue, queued_only):
-    from tests.test_panel_support import fake_completed_order, fake_shift
+    from tests.panel_support import fake_completed_order, fake_shift
 
     kiosk = Kiosk.objects.get(code="K1")
     shift = fake_shift(kiosk)

@@ -9,7 +9,7 @@
   with its own connection, through ``request_refund`` and through the panel's refund form.
 
 Skipped unless the test database is PostgreSQL (``make test-postgres``). There is a SQLite version of the
-refund race in tests/test_refunds.py.
+refund race in tests/orders/test_refunds.py.
 """
 
 from __future__ import annotations

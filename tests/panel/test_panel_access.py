@@ -1,7 +1,5 @@
 """Access: every URL walked logged out, the login form and its throttling, the kiosk embed behind its PIN."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import uuid
@@ -12,15 +10,7 @@ from django.urls import get_resolver
 
 from core.events import record_event
 from core.models import Event
-from tests.test_panel_support import (  # noqa: F401
-    HX,
-    PIN,
-    fake_completed_order,
-    fake_shift,
-    manager,
-    manager_client,
-    venue,
-)
+from tests.panel_support import HX, PIN, fake_completed_order, fake_shift
 from tests.urlwalk import concrete, walk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,7 +87,7 @@ def test_logins_are_throttled_per_username_and_address(client, manager, settings
     locked = client.post("/login/", {"username": "anna", "password": "pass-anna"})
     assert locked.status_code == 429 and "Вход временно закрыт" in locked.content.decode()
     # Another person on the same venue address is not locked out.
-    from tests.test_panel_support import make_user
+    from tests.panel_support import make_user
 
     make_user("boris")
     other = Client().post("/login/", {"username": "boris", "password": "pass-boris"})
@@ -140,7 +130,7 @@ def test_a_wrong_pin_is_refused_journaled_and_throttled(venue, settings):
 
 
 def test_the_embed_shows_that_kiosk_only(venue, client):
-    from tests.test_panel_support import place
+    from tests.panel_support import place
 
     mine = place(client, venue, "K1")
     other = place(client, venue, "K2")
@@ -164,7 +154,7 @@ def test_the_embed_runs_kiosk_actions_journaled_as_the_kiosk(venue):
 
 
 def test_refunds_from_the_embed_are_off_unless_enabled(venue, client, settings):
-    from tests.test_panel_support import place
+    from tests.panel_support import place
 
     order = place(client, venue, "K1")
     kiosk = unlocked()

@@ -8,7 +8,7 @@ import re
 import jsonschema
 import pytest
 
-from tests.test_api_orders import order_body
+from tests.api.test_api_orders import order_body
 
 OPENAPI_URL = "/api/v1/openapi.json"
 

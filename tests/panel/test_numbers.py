@@ -13,7 +13,7 @@ from nekassir.models import Refund
 from nekassir.panel.params import BIGGEST_ID, optional_id
 from payments.models import CardOperation
 from tests.factories import make_terminal_kiosk
-from tests.test_panel_support import ALL_PANEL_PERMISSIONS, fake_completed_order, fake_shift, make_user
+from tests.panel_support import ALL_PANEL_PERMISSIONS, fake_completed_order, fake_shift, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

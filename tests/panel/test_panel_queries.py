@@ -1,8 +1,6 @@
 """Every page renders with a bounded number of SQL queries however many orders exist, and without any
 device call (the devices' state comes from the database)."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import pytest
@@ -13,14 +11,7 @@ from core.events import record_event
 from fiscal.models import Shift
 from nekassir.models import Refund
 from payments.models import Settlement
-from tests.test_panel_support import (  # noqa: F401
-    PIN,
-    fake_completed_order,
-    fake_shift,
-    manager,
-    manager_client,
-    venue,
-)
+from tests.panel_support import PIN, fake_completed_order, fake_shift
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,7 +1,5 @@
 """The order page and its actions: refund by lines, resend to iiko, copies of the receipt and the slip."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 from decimal import Decimal
@@ -12,7 +10,7 @@ from django.test import Client
 from core.models import Event
 from iiko import emulator as demo
 from nekassir.models import Order, Refund
-from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
+from tests.panel_support import HX, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

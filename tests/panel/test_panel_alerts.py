@@ -1,8 +1,6 @@
 """The venue's current problems on the venue page: a fragment loaded by htmx, the same list as the Telegram
 alerts, each with its kiosk, since when and a link; a bounded number of queries however many orders."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 from datetime import timedelta
@@ -17,7 +15,7 @@ from fiscal.models import FiscalOperation, Shift
 from nekassir.models import Order
 from nekassir.panel.alerts_panel import ORDER_LIMIT
 from payments.models import Settlement
-from tests.test_panel_support import HX, fake_completed_order, fake_shift, manager, manager_client, venue  # noqa: F401
+from tests.panel_support import HX, fake_completed_order, fake_shift
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,6 @@ DualConnector kiosk K2: the sale is performed but its answer never comes, and th
 answer never comes either (performed or refused, as the test chooses), so the terminal stays blocked.
 """
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import pytest
@@ -21,7 +19,7 @@ from django.test import Client
 from core.models import Event
 from nekassir.models import Order, Refund
 from payments.models import CardOperation
-from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
+from tests.panel_support import HX, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 State = CardOperation.State

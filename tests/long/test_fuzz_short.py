@@ -354,7 +354,7 @@ def panel_world(kiosks):
 
     from core.events import record_event
     from core.models import Kiosk
-    from tests.test_panel_support import fake_completed_order, fake_shift
+    from tests.panel_support import fake_completed_order, fake_shift
 
     kiosk = Kiosk.objects.get(code="K1")
     kiosk.set_service_pin("2468")

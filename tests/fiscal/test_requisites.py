@@ -2,8 +2,6 @@
 place of settlement, read from the register's registration when empty (and again after an FN change), sent in
 every sell and sellReturn, and checked by ``kkt <kiosk> check`` and «Проверить связь» (PROTOCOLS.md §1)."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_connection, used as arguments)
-
 from __future__ import annotations
 
 import io
@@ -20,7 +18,7 @@ from fiscal.checks import check_register
 from fiscal.models import FiscalOperation
 from nekassir.models import Order
 from nekassir.refunds import refundable, request_refund
-from tests.test_panel_connection import check, support  # noqa: F401
+from tests.panel_support import check
 from tests.venue import build_venue, place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,7 +183,7 @@ def test_connection_check_warns_in_russian(support, venue):
 
 
 def test_the_requisites_are_edited_in_the_admin_and_a_cleared_one_is_read_again(admin_client, venue):
-    from tests.test_admin_secrets import form_data
+    from tests.factories import form_data
 
     kiosk = Kiosk.objects.get(code="K1")
     Kiosk.objects.filter(pk=kiosk.pk).update(fn_number="1", requisites_fn_number="1", machine_number="A-1")

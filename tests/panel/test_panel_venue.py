@@ -1,7 +1,5 @@
 """The venue page: KKT blocks, and the kiosk actions (open, X report, close, settlement, check) as jobs."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import re
@@ -11,7 +9,7 @@ import pytest
 from core.models import Event
 from fiscal.models import Shift
 from nekassir.panel import jobs
-from tests.test_panel_support import HX, manager, manager_client, place, venue, viewer  # noqa: F401
+from tests.panel_support import HX, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,6 @@ The real race (threads, each with its own connection) runs on PostgreSQL only; o
 shown deterministically: attempts arriving while an attempt's PIN is being checked already count it.
 """
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import threading
@@ -19,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from core.models import Event, Kiosk
-from tests.test_panel_support import PIN, venue  # noqa: F401
+from tests.panel_support import PIN
 from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)

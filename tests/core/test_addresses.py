@@ -5,8 +5,6 @@ is reported by ``manage.py check`` and by the kiosk's «Проверить св�
 form, device line or log line ever carries the password.
 """
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import io
@@ -20,7 +18,6 @@ from django.forms import modelform_factory
 
 from core.addresses import has_credentials, without_credentials
 from core.models import DeviceLock, IikoConnection, Kiosk
-from tests.test_panel_support import venue  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,7 +137,7 @@ def test_the_admin_lists_and_change_forms_never_show_the_password(stored, client
 def test_saving_the_change_form_as_shown_is_refused_until_the_address_is_clean(stored, client):
     """The form shows ``***`` instead of the credentials: saved as is, it is refused with the message (it never
     silently drops credentials the device may need)."""
-    from tests.test_admin_secrets import form_data
+    from tests.factories import form_data
 
     client.force_login(User.objects.create_superuser("root", password="x"))
     k1 = Kiosk.objects.get(code="K1")

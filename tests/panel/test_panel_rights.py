@@ -1,8 +1,6 @@
 """Reading rights (issue 16 item 2): every panel page needs ``nekassir.view_order``; an account without it
 gets a Russian 403 page with a way out; guests' phones and e-mails are masked except to refund holders."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import pytest
@@ -15,7 +13,7 @@ from core.events import record_event
 from core.models import Event, Kiosk
 from iiko import emulator as demo
 from nekassir.models import Refund
-from tests.test_panel_support import PIN, fake_completed_order, fake_shift, make_user, place, venue  # noqa: F401
+from tests.panel_support import PIN, fake_completed_order, fake_shift, make_user
 from tests.urlwalk import concrete, walk
 from tests.venue import order_body
 

@@ -1,14 +1,12 @@
 """The admin for support staff: orders read-mostly, secrets write-only, token hashes never shown."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
 
 from core.models import IikoConnection, KioskToken
-from tests.test_panel_support import fake_completed_order, fake_shift, venue  # noqa: F401
+from tests.panel_support import fake_completed_order, fake_shift
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,8 +1,6 @@
 """Correction receipts (issue 11 item 10): a reconciliation gap is fixed from the shift page with a
 sellCorrection / sellReturnCorrection, through the journaled register workflow, and the gap closes."""
 
-# ruff: noqa: F811  (pytest fixtures shared from tests.test_panel_support, used as arguments)
-
 from __future__ import annotations
 
 import re
@@ -17,7 +15,7 @@ from fiscal.models import Correction, FiscalDocument, FiscalOperation, Shift
 from nekassir.panel import jobs
 from nekassir.panel.reconciliation import Totals, reconcile_shift, total_gaps
 from payments.models import CardOperation
-from tests.test_panel_support import HX, PIN, manager, manager_client, venue, viewer  # noqa: F401
+from tests.panel_support import HX, PIN
 
 D = Decimal
 

@@ -1,13 +1,11 @@
 """The ATOL emulator checks a correction receipt's FFD 1.2 basis (tags 1173, 1178, 1179) like the driver
 does, and its journal keeps the basis as sent, over real HTTP."""
 
-# ruff: noqa: F811  (fixtures shared from tests.test_atol_emulator, used as arguments)
-
 from __future__ import annotations
 
 import pytest
 
-from tests.test_atol_emulator import atol, error_code, position, shared, shared_server  # noqa: F401
+from tests.fiscal.conftest import error_code, position
 
 
 def correction(**changes) -> dict:
