@@ -193,6 +193,10 @@ EMULATOR_STATE_DIR = Path(env_str("EMULATOR_STATE_DIR", str(DATA_DIR / "emulator
 ATOL_HTTP_TIMEOUT = env_float("ATOL_HTTP_TIMEOUT", 10.0, minimum=0.1)
 ATOL_POLL_INTERVAL = env_float("ATOL_POLL_INTERVAL", 0.3, minimum=0.01)
 ATOL_MAX_WAIT = env_float("ATOL_MAX_WAIT", 120.0, minimum=1)
+# The register's validation of one marking code (begin → status → accept/decline): how long its status is
+# polled for an answer of the marking operator, and how often (fiscal/marking.py).
+MARKING_VALIDATION_WAIT = env_float("MARKING_VALIDATION_WAIT", 30.0, minimum=0.1)
+MARKING_VALIDATION_POLL = env_float("MARKING_VALIDATION_POLL", 0.3, minimum=0.01)
 # A device lock is a lease: a holder that died (kill -9, power loss) loses it after this long.
 DEVICE_LOCK_LEASE = env_float("DEVICE_LOCK_LEASE", 900.0, minimum=5)
 
