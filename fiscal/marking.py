@@ -83,8 +83,9 @@ def validate_codes(
 ) -> list[CodeValidation]:
     """Validate ``codes`` (as scanned) on the session's register, one at a time, in order; one result per code.
 
-    Raises a ``FiscalError`` only when the register cannot be worked with at all (unreachable, outcome of a task
-    unknown); a refusal of one code, a driver error of one step or an unreadable answer is that code's result.
+    Raises a ``FiscalError`` only when the register cannot be worked with at all (unreachable, no connection to
+    it, FN failure, outcome of a task unknown); a refusal of one code, a marking error of one step or an
+    unreadable answer is that code's result.
     """
     session.run({"type": "cancelMarkingCodeValidation"}, reference=reference)
     shift_number = _open_shift_number(session, reference)
@@ -143,13 +144,22 @@ def _validate_one(session: RegisterSession, code: str, status: str, reference: s
     return verdict
 
 
+def _code_refusal(exc: FiscalFailed) -> bool:
+    """A marking error of the driver (4xx) or a task it found invalid (501) concerns this code; anything else
+    (not queued, no connection to the register, FN failure...) is the register's and goes to the caller."""
+    cause = exc.cause
+    return isinstance(cause, AtolDeviceError) and cause.code is not None and (
+        400 <= cause.code < 500 or cause.code == 501
+    )
+
+
 def _step(session: RegisterSession, task: dict[str, Any], reference: str) -> dict[str, Any]:
-    """Run one marking task; a driver error of the step refuses the code (the register itself is fine)."""
+    """Run one marking task; a marking error of the step refuses the code (the register itself is fine)."""
     try:
         op = session.run(task, reference=reference)
     except FiscalFailed as exc:
-        if not isinstance(exc.cause, AtolDeviceError):
-            raise  # not queued at all (unreachable, refused, credentials): the caller's fiscal failure
+        if not _code_refusal(exc):
+            raise
         raise _Refused(f"ККТ отказала в {task['type']}: {exc.cause}") from exc
     if not isinstance(op.result, dict):
         raise _Refused(f"непонятный ответ ККТ на {task['type']}: {op.result!r:.200}")
@@ -169,7 +179,7 @@ def _forget(session: RegisterSession, reference: str) -> None:
     try:
         session.run({"type": "cancelMarkingCodeValidation"}, reference=reference)
     except FiscalFailed as exc:
-        if not isinstance(exc.cause, AtolDeviceError):
+        if not _code_refusal(exc):
             raise
         log.warning("kiosk=%s cancelMarkingCodeValidation: %s", session.kiosk.code, exc)
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from core.gs1 import GS, imc_base64, make_code
-from fiscal.atol_emulator import AtolWebServerEmulator
+from fiscal.atol_emulator import AtolWebServerEmulator, DriverError
 from fiscal.marking import CodeValidation, validate_codes
 from fiscal.models import FiscalOperation
 from fiscal.register import FiscalFailed, make_client, register_session
@@ -239,3 +239,13 @@ def test_an_unreachable_register_is_the_callers_fiscal_failure(db):
     kiosk = make_kiosk("http://127.0.0.1:9")
     with pytest.raises(FiscalFailed):
         validate(kiosk, [new_code()])
+
+
+def test_no_connection_to_the_register_is_the_callers_failure_not_a_refused_code(kiosk, atol_emulator, monkeypatch):
+    def no_connection(*args):
+        raise DriverError(2, "Нет связи")
+
+    monkeypatch.setattr(atol_emulator.app, "_begin_validation", no_connection)
+    with pytest.raises(FiscalFailed) as info:
+        validate(kiosk, [new_code()])
+    assert info.value.op.error_code == 2
