@@ -6,3 +6,7 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Общее"
+
+    def ready(self) -> None:
+        # Django's place for registering checks: core.checks reads the models, loaded only now.
+        from core import checks  # noqa: F401

@@ -6,9 +6,9 @@ import functools
 from typing import Any
 
 from django import forms
-from django.core import checks, validators
+from django.core import validators
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, models
+from django.db import models
 from django.utils.deconstruct import deconstructible
 
 from core import wirejson
@@ -121,31 +121,3 @@ class CloudURLField(_AddressField):
     assume_scheme = "https"
     credentials_message = CLOUD_CREDENTIALS
     default_validators = [validators.URLValidator(), NoCredentialsInAddress(CLOUD_CREDENTIALS)]
-
-
-@checks.register(checks.Tags.security)
-def stored_addresses_without_credentials(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """``manage.py check``: a row saved before the fields refused credentials (or written around the forms)."""
-    from core.models import IikoConnection, Kiosk
-
-    found = []
-    try:
-        for model, name in ((Kiosk, "code"), (IikoConnection, "name")):
-            address_fields = [f for f in model._meta.fields if isinstance(f, _AddressField)]
-            for row in model.objects.only(name, *(f.name for f in address_fields)):
-                found += [_credentials_warning(model, row, name, f) for f in address_fields
-                          if has_credentials(getattr(row, f.name))]
-    except DatabaseError:
-        return []  # no database yet (before migrate), or it does not answer: nothing to say about its rows
-    return found
-
-
-def _credentials_warning(model, row, name: str, field) -> checks.Warning:
-    where = "киоска" if model._meta.model_name == "kiosk" else "подключения iiko"
-    return checks.Warning(
-        f"В поле «{field.verbose_name}» {where} {getattr(row, name)} записаны логин и пароль "
-        f"({without_credentials(getattr(row, field.name), mark='***')}): их видно везде, где виден адрес.",
-        hint="Откройте его в админке, перенесите логин и пароль в их поля, а в адресе оставьте только "
-             "схему, адрес и порт.",
-        obj=model, id="nekassir.W001",
-    )

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.hashers import make_password
 
 from core.addresses import without_credentials
 from core.models import DeviceLock, Event, Kiosk
@@ -31,8 +32,6 @@ class KioskForm(SecretFieldsForm):
             self.instance.requisites_fn_number = ""
         kiosk = super().save(commit=commit)
         if self.cleaned_data.get("service_pin"):
-            from django.contrib.auth.hashers import make_password
-
             kiosk.service_pin_hash = make_password(self.cleaned_data["service_pin"])
             if commit:
                 kiosk.save(update_fields=["service_pin_hash"])

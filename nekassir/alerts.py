@@ -35,13 +35,26 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Case, Count, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Concat
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.events import record_event
 from core.locks import DeviceBusy, device_lock
 from core.models import Event, Kiosk
-from nekassir.models import Order
+from fiscal.models import FiscalDocument, FiscalOperation, Shift
+from nekassir.models import IikoAttempt, Order
+from nekassir.panel.reconciliation import (
+    card_totals,
+    corrections_by_shift,
+    document_totals,
+    net_of,
+    register_totals,
+    split_annulments,
+    total_gaps,
+)
+from nekassir.telegram import TelegramClient, TelegramError
+from payments.models import CardOperation, Settlement
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +121,6 @@ def _link(name: str, *args: Any) -> str:
     base = settings.ALERTS_PANEL_URL.rstrip("/")
     if not base:
         return ""
-    from django.urls import NoReverseMatch, reverse
-
     try:
         return f" {base}{reverse(f'panel:{name}', args=args)}"
     except NoReverseMatch:
@@ -117,8 +128,6 @@ def _link(name: str, *args: Any) -> str:
 
 
 def _order_problems(since: datetime, limit: int | None = None, covered: set | None = None) -> list[Problem]:
-    from nekassir.models import IikoAttempt
-
     problems = []
     last_error = IikoAttempt.objects.filter(order=OuterRef("pk")).order_by("-id").values("error_message")[:1]
     orders = (Order.objects.filter(created_at__gte=since,
@@ -147,8 +156,6 @@ def _order_problems(since: datetime, limit: int | None = None, covered: set | No
 def _card_problems(now: datetime) -> list[Problem]:
     """Money operations whose outcome is unknown, one line per order (its oldest), however old: each blocks
     its terminal now. Two queries: the unknown operations (index kiosk+state), then their orders."""
-    from payments.models import CardOperation
-
     active = Kiosk.objects.filter(active=True).values("pk")
     unknown = list(CardOperation.objects.filter(kiosk_id__in=active, state=CardOperation.State.UNKNOWN,
                                                 kind__in=CardOperation.MONEY_KINDS)
@@ -193,18 +200,6 @@ def _card_problem(op, order: Order | None, now: datetime) -> Problem:
 
 
 def _shift_problems(since: datetime) -> list[Problem]:
-    from fiscal.models import FiscalDocument, Shift
-    from nekassir.panel.reconciliation import (
-        card_totals,
-        corrections_by_shift,
-        document_totals,
-        net_of,
-        register_totals,
-        split_annulments,
-        total_gaps,
-    )
-    from payments.models import CardOperation, Settlement
-
     problems = []
     shifts = list(Shift.objects.filter(state=Shift.State.CLOSED, closed_at__gte=since).select_related("kiosk")
                   .order_by("closed_at"))
@@ -249,9 +244,6 @@ def _shift_problems(since: datetime) -> list[Problem]:
 
 
 def _kiosk_problems(now: datetime) -> list[Problem]:
-    from fiscal.models import FiscalOperation
-    from payments.models import CardOperation
-
     # The last reading of each register's FN and OFD state: the panel's check. It is found by the kiosk's
     # ref, which is indexed (the kiosk's own events run into the hundreds of thousands), one subquery each.
     last_check = (Event.objects.filter(object_ref=Concat(Value("kiosk:"), OuterRef("code")), action=CHECKED)
@@ -390,8 +382,6 @@ def scan_and_send() -> dict[str, Any]:
 
 
 def _scan_and_send() -> dict[str, Any]:
-    from nekassir.telegram import TelegramClient, TelegramError
-
     new, cleared = pending(find_problems())
     result: dict[str, Any] = {"configured": True, "new": len(new), "cleared": len(cleared), "sent": 0, "failed": 0}
     if not new and not cleared:

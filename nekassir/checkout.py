@@ -26,12 +26,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from core.events import record_event
 from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
 from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
+from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
+from nekassir.order_steps import GUEST_MESSAGES, defer, order_event, update_order
 from nekassir.receipts import annul_task, sell_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation
@@ -41,22 +42,6 @@ from payments.terminal import TerminalError, TerminalNotConfigured, TerminalUnre
 log = logging.getLogger(__name__)
 Status = Order.Status
 Step = Order.Step
-
-# What the guest reads on the kiosk, by error code.
-GUEST_MESSAGES = {
-    "register_not_ready": "Касса не готова. Оплата не списана, обратитесь к сотруднику.",
-    "card_declined": "Оплата не прошла. Деньги не списаны, чек аннулирован.",
-    "terminal_not_configured": "Оплата картой сейчас недоступна. Деньги не списаны.",
-    "annulment_pending": "Оплата не прошла. Деньги не списаны; чек будет аннулирован автоматически.",
-    "not_delivered": "Заказ оплачен, но не передан на кухню. Сотрудник уже видит его и поможет.",
-    "outcome_unknown": "Проверяем результат операции, подождите.",
-    "card_unresolved": "Не удалось узнать результат оплаты. Обратитесь к сотруднику: если деньги списаны, "
-                       "заказ будет выдан или деньги вернутся.",
-    "guest_timeout": "Время оплаты истекло. Деньги не списаны, заказ отменён.",
-    "paid_after_guest_left": "Оплата прошла позже, чем гость ждал у киоска. Сотрудник передаст заказ на кухню "
-                             "или вернёт деньги.",
-}
-
 
 def start_checkout(order_id) -> None:
     """Queue the checkout of a new order on the device cluster (call it in transaction.on_commit)."""
@@ -77,8 +62,6 @@ def run_checkout(order_id: str) -> str:
         defer(order, f"киоск занят: {exc}")
         return order.status
     if order.step == Step.IIKO:
-        from nekassir.iiko_delivery import deliver
-
         deliver(order)
     return order.status
 
@@ -99,7 +82,7 @@ def _sell(order: Order) -> bool:
     if order.sell_operation_id is None and guest_window_closed(order):
         # Nothing printed yet and the guest may be gone: no receipt, no charge.
         return _finish(order, Status.CANCELLED, "guest_timeout", detail="окно гостя истекло до печати чека")
-    _set(order, status=Status.PRINTING_RECEIPT)
+    update_order(order, status=Status.PRINTING_RECEIPT)
     try:
         with register_session(order.kiosk, purpose=f"чек заказа {order.number}") as session:
             op = order.sell_operation
@@ -122,10 +105,10 @@ def _sell(order: Order) -> bool:
         return _finish(order, Status.FAILED, "register_not_ready", detail=op.error_message)
     with transaction.atomic():
         # The card step's status is set here too: the kiosk says "insert card" from now on.
-        _set(order, step=Step.CARD, status=Status.AWAITING_CARD,
-             shift=getattr(op, "document", None) and op.document.shift)
-        _event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
-               + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
+        update_order(order, step=Step.CARD, status=Status.AWAITING_CARD,
+                     shift=getattr(op, "document", None) and op.document.shift)
+        order_event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
+                    + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
     return True
 
 
@@ -150,7 +133,7 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     task = sell_task(order)
     with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
         op = session.create(task, reference=f"order:{order.pk}:sell")
-        _set(order, sell_operation=op)  # the uuid is saved before the receipt is sent
+        update_order(order, sell_operation=op)  # the uuid is saved before the receipt is sent
     try:
         session.perform(op)
     except FiscalFailed as exc:
@@ -158,7 +141,8 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
             raise
         log.warning("order=%s kiosk=%s the shift expired under the sell (%s): settle, close, open, print again",
                     order.pk, order.kiosk.code, exc)
-        _event(order, "order.receipt.shift_expired", "смена истекла под чеком: закрываем, открываем, печатаем снова")
+        order_event(order, "order.receipt.shift_expired",
+                    "смена истекла под чеком: закрываем, открываем, печатаем снова")
     op.refresh_from_db()
     return op
 
@@ -167,7 +151,7 @@ def _card(order: Order) -> bool:
     if order.card_sale_id is None and guest_window_closed(order):
         return _guest_left(order)
     if order.status != Status.AWAITING_CARD:
-        _set(order, status=Status.AWAITING_CARD)
+        update_order(order, status=Status.AWAITING_CARD)
     try:
         with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
             op = order.card_sale
@@ -181,10 +165,10 @@ def _card(order: Order) -> bool:
                 with transaction.atomic():  # one commit: the operation (our op id) and the order's link to it
                     op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
                                         reference=f"order:{order.pk}", shift=order.shift)
-                    _set(order, card_sale=op)  # our op id is saved before the terminal is called
+                    update_order(order, card_sale=op)  # our op id is saved before the terminal is called
                 session.perform(op, order_number=order.number)
     except TerminalNotConfigured as exc:
-        _set(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
+        update_order(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
         return True
     except TerminalUnresolved as exc:
         return _card_unresolved(order, exc)
@@ -200,13 +184,13 @@ def _card(order: Order) -> bool:
             return _finish(order, Status.NEEDS_ATTENTION, "paid_after_guest_left",
                            detail=f"оплата (RRN {op.rrn}) подтвердилась после окна гостя: передать в iiko или вернуть")
         with transaction.atomic():
-            _set(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
-            _event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
+            update_order(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
+            order_event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
         return True
     if op.state in (CardOperation.State.DECLINED, CardOperation.State.REVERSED):
         with transaction.atomic():
-            _set(order, step=Step.ANNUL, error_code="card_declined", error_message=op.message or op.resolution)
-            _event(order, "order.card.declined", op.message or op.get_state_display())
+            update_order(order, step=Step.ANNUL, error_code="card_declined", error_message=op.message or op.resolution)
+            order_event(order, "order.card.declined", op.message or op.get_state_display())
         return True
     # Unknown: the next pass enters the terminal session again, which resolves it first.
     return True
@@ -226,9 +210,9 @@ def _card_unresolved(order: Order, exc: TerminalUnresolved) -> bool:
     if sale is not None and sale.unresolved:
         with transaction.atomic():
             if order.error_code != "card_unresolved":
-                _event(order, "order.card.unresolved", f"исход оплаты неизвестен, терминал заблокирован: {exc}")
-            _set(order, status=Status.NEEDS_ATTENTION, error_code="card_unresolved",
-                 error_message=GUEST_MESSAGES["card_unresolved"])
+                order_event(order, "order.card.unresolved", f"исход оплаты неизвестен, терминал заблокирован: {exc}")
+            update_order(order, status=Status.NEEDS_ATTENTION, error_code="card_unresolved",
+                         error_message=GUEST_MESSAGES["card_unresolved"])
     return defer(order, f"оплата: {exc}")
 
 
@@ -236,8 +220,10 @@ def _guest_left(order: Order) -> bool:
     """The card step comes too late (register blocked, worker killed, queue backlog, a close carrying the
     order on): the guest is not charged; the printed receipt is annulled and the order ends ``guest_timeout``."""
     with transaction.atomic():
-        _set(order, step=Step.ANNUL, error_code="guest_timeout", error_message=GUEST_MESSAGES["guest_timeout"])
-        _event(order, "order.guest_timeout", "окно гостя истекло до оплаты: чек аннулируется, карта не списывается")
+        update_order(order, step=Step.ANNUL, error_code="guest_timeout",
+                     error_message=GUEST_MESSAGES["guest_timeout"])
+        order_event(order, "order.guest_timeout",
+                    "окно гостя истекло до оплаты: чек аннулируется, карта не списывается")
     return True
 
 
@@ -258,31 +244,17 @@ def _annul(order: Order) -> bool:
                 ensure_open(session, before_close=settle_before_close)
                 with transaction.atomic():
                     op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
-                    _set(order, annul_operation=op)
+                    update_order(order, annul_operation=op)
                 session.perform(op)
     except FiscalFailed as exc:
         # The register cannot print now (paper, cover...): nothing was made; retried when it is ready.
-        _set(order, status=Status.NEEDS_ATTENTION)
+        update_order(order, status=Status.NEEDS_ATTENTION)
         return defer(order, f"аннулирование ждёт ККТ: {exc}", code="annulment_pending")
     except (FiscalError, DeviceBusy) as exc:
         return defer(order, f"аннулирование: {exc}")
     op.refresh_from_db()
-    _event(order, "order.receipt.annulled", f"Чек возврата прихода ФД {op.fd_number}")
+    order_event(order, "order.receipt.annulled", f"Чек возврата прихода ФД {op.fd_number}")
     return _finish(order, Status.CANCELLED, order.error_code or "card_declined")
-
-
-# --- persistence helpers ---------------------------------------------------------------------
-def _set(order: Order, **values) -> None:
-    """Write the given fields now (each step is persisted before and after its device call).
-
-    Writes that belong together (a new operation and the order's link to it, a step and its journal
-    event) are grouped in one ``transaction.atomic()`` by the callers: each commit waits for the
-    database's disk flush (~1 ms), and a checkout made some thirty of them.
-    """
-    values["updated_at"] = timezone.now()
-    Order.objects.filter(pk=order.pk).update(**values)
-    for name, value in values.items():
-        setattr(order, name, value)
 
 
 def guest_window_closed(order: Order) -> bool:
@@ -298,8 +270,8 @@ def guest_window_end(order: Order):
 def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool:
     message = GUEST_MESSAGES.get(code, "")
     with transaction.atomic():
-        _set(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
-        _event(order, f"order.{status}", detail or message or status)
+        update_order(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
+        order_event(order, f"order.{status}", detail or message or status)
     return False
 
 
@@ -318,26 +290,6 @@ def _between_receipt_and_payment(kiosk):
     started_receipt = Q(step=Step.SELL, sell_operation__isnull=False)
     return (Order.objects.filter(kiosk=kiosk).filter(started_receipt | Q(step__in=[Step.CARD, Step.ANNUL]))
             .exclude(sell_operation__state=FiscalOperation.State.FAILED))
-
-
-def defer(order: Order, reason: str, code: str = "") -> bool:
-    """The order waits (unknown outcome, busy or not-ready device); recovery runs it again later."""
-    attempts = order.checkout_attempts + 1
-    delay = min(settings.CHECKOUT_RETRY_MAX, settings.CHECKOUT_RETRY_BASE * 2 ** min(attempts, 10))
-    values = {"checkout_attempts": attempts, "retry_at": timezone.now() + timedelta(seconds=delay)}
-    if code:
-        values.update(error_code=code, error_message=GUEST_MESSAGES.get(code, ""))
-    if attempts >= settings.CHECKOUT_ATTENTION_AFTER and order.status != Status.NEEDS_ATTENTION:
-        # Still retried, but staff must look: a device has not answered for a while.
-        values["status"] = Status.NEEDS_ATTENTION
-        _event(order, "order.needs_attention", f"отложен {attempts} раз: {reason}")
-    _set(order, **values)
-    log.warning("order=%s kiosk=%s deferred (%s), retry in %ss", order.pk, order.kiosk.code, reason, delay)
-    return False
-
-
-def _event(order: Order, action: str, message: str) -> None:
-    record_event(action, kiosk=order.kiosk, object_ref=f"order:{order.pk}", message=f"{order.number}: {message}")
 
 
 def resume_due_orders(limit: int = 100, *, stale_after: float | None = None, everything: bool = False) -> int:

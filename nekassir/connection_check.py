@@ -16,6 +16,11 @@ from typing import Any
 from core.addresses import has_credentials, without_credentials
 from core.locks import DeviceBusy
 from core.models import Kiosk
+from fiscal.checks import check_register
+from iiko.checks import check_iiko
+from nekassir.alerts import FN_WARNINGS
+from payments.models import CardOperation
+from payments.terminal import check_terminal
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +108,12 @@ def _sentence(problems: list[str]) -> str:
 
 
 def _register(kiosk: Kiosk) -> DeviceLine:
-    from fiscal.checks import check_register
-
     if not kiosk.has_register:
         return DeviceLine("ККТ", OFF, "Своей ККТ АТОЛ у киоска нет.")
     if not kiosk.atol_url:
         return DeviceLine("ККТ", BAD, "Не задан адрес ATOL Web Server в настройках киоска.")
     report = check_register(kiosk)
     if report["ok"]:
-        from nekassir.alerts import FN_WARNINGS
-
         model = (report.get("device") or {}).get("modelName") or "ККТ"
         fn = report.get("fn") or {}
         text = f"В порядке: {model} на связи и готова к печати чеков, ФН {fn.get('fnNumber') or '—'}."
@@ -134,9 +135,6 @@ def _registration_warnings(report: dict) -> str:
 
 
 def _terminal(kiosk: Kiosk) -> DeviceLine:
-    from payments.models import CardOperation
-    from payments.terminal import check_terminal
-
     if not kiosk.terminal_transport:
         return DeviceLine("Терминал", OFF, "Банковский терминал у киоска не настроен.")
     service, url = ("KKM Server", kiosk.kkm_url) if kiosk.terminal_transport == "kkm" else ("DualConnector",
@@ -153,8 +151,6 @@ def _terminal(kiosk: Kiosk) -> DeviceLine:
 
 
 def _iiko(kiosk: Kiosk) -> DeviceLine:
-    from iiko.checks import check_iiko
-
     report = check_iiko(kiosk)
     if report["ok"]:
         return DeviceLine("iiko", OK, "В порядке: группа терминалов в сети, тип оплаты и типы заказа найдены.")

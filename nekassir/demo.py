@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.models import IikoConnection, Kiosk, KioskToken, TerminalKind, TerminalTransport
+from iiko import emulator as menu
 
 MANAGER_USERNAME = "manager"
 MANAGERS_GROUP = "Менеджеры"
@@ -45,8 +46,6 @@ DEMO_KIOSKS: list[dict[str, Any]] = [
 def seed_demo() -> dict[str, Any]:
     """Create or refresh the demo venue; returns working credentials (password and tokens are new each
     time: the plaintext of either is never stored, so the only working ones are those just issued)."""
-    from iiko import emulator as menu
-
     connection, _ = IikoConnection.objects.update_or_create(
         name="Демо iiko (эмулятор)", defaults={"base_url": emulator_url("iiko"), "api_login": menu.DEMO_API_LOGIN},
     )

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.emulator_http import EmulatorApp
 from marking.emulator import MarkingCheckEmulator
 from marking.operator import OperatorRegistry
+
+from core.emulator_http import EmulatorApp
+from fiscal.atol_emulator import AtolWebServerEmulator
+from iiko.emulator import IikoEmulator
+from payments.dualconnector_emulator import DualConnectorEmulator
+from payments.kkm_emulator import KkmServerEmulator
 
 
 @dataclass
@@ -22,11 +27,6 @@ class EmulatorDelays:
 def build_emulators(state_dir: Path, delays: EmulatorDelays) -> dict[str, EmulatorApp]:
     """Every emulator, keyed by the names of ``settings.EMULATOR_PORTS``. One marking operator (the code table)
     is shared by the register's validation (ATOL) and the check service, as the real services agree."""
-    from fiscal.atol_emulator import AtolWebServerEmulator
-    from iiko.emulator import IikoEmulator
-    from payments.dualconnector_emulator import DualConnectorEmulator
-    from payments.kkm_emulator import KkmServerEmulator
-
     state_dir.mkdir(parents=True, exist_ok=True)
     operator = OperatorRegistry(state_path=str(state_dir / "marking.json"))
     return {

@@ -43,6 +43,7 @@ from core.locks import DeviceBusy, device_lock
 from iiko.client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from iiko.connection import IikoNotConfigured, shared_iiko_client
 from nekassir.models import IikoAttempt, Order
+from nekassir.order_steps import GUEST_MESSAGES, defer
 
 log = logging.getLogger(__name__)
 Attempt = IikoAttempt.State
@@ -289,16 +290,12 @@ def _completed(order: Order) -> str:
 
 
 def _defer(order: Order, attempt: IikoAttempt | None = None) -> str:
-    from nekassir.checkout import defer
-
     invisible = attempt is not None and attempt.error_message == INVISIBLE
     defer(order, f"iiko: {INVISIBLE if invisible else 'исход попытки ещё неизвестен'}")
     return order.status
 
 
 def _not_delivered(order: Order, reason: str) -> str:
-    from nekassir.checkout import GUEST_MESSAGES
-
     Order.objects.filter(pk=order.pk).update(
         step=Order.Step.DONE, status=Order.Status.NOT_DELIVERED, error_code="not_delivered",
         error_message=GUEST_MESSAGES["not_delivered"], retry_at=None, updated_at=timezone.now(),

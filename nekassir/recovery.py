@@ -20,6 +20,7 @@ from fiscal.models import FiscalDocument, FiscalOperation
 from fiscal.register import FiscalError, register_session
 from nekassir.checkout import resume_due_orders
 from nekassir.models import Order
+from nekassir.panel.jobs import resume_due_jobs
 from nekassir.refunds import resume_refunds
 from payments.models import CardOperation
 from payments.terminal import TerminalError, terminal_session
@@ -50,8 +51,6 @@ def recover(*, at_start: bool = False) -> dict[str, int]:
 
 def _resume_panel_jobs() -> int:
     """Panel jobs that gave their worker back because their kiosk was busy, whose retry time has come."""
-    from nekassir.panel.jobs import resume_due_jobs  # the panel's module: imported by the schedule only
-
     return resume_due_jobs()
 
 

@@ -30,6 +30,8 @@ from core.models import Kiosk
 from fiscal.models import FiscalOperation
 from fiscal.register import FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open, ensure_shift_open
+from iiko.client import IikoError
+from iiko.connection import IikoNotConfigured, make_iiko_client
 from nekassir.models import Order, OrderLine, OrderModifier, Refund, to_kopecks
 from nekassir.receipts import line_position, modifier_position, receipt_task
 from payments.acquiring import rubles_to_kopecks
@@ -332,9 +334,6 @@ def _return_task(refund: Refund) -> dict[str, Any]:
 
 
 def _iiko_step(refund: Refund) -> None:
-    from iiko.client import IikoError
-    from iiko.connection import IikoNotConfigured, make_iiko_client
-
     order = refund.order
     attempt = order.iiko_attempts.filter(state="success").order_by("-id").first()
     if attempt is None:

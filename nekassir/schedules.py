@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django_q.models import Schedule
+
 SCHEDULES = [
     # name, function, every N minutes
     ("nekassir.recovery", "nekassir.recovery.recover", 1),
@@ -11,8 +13,6 @@ SCHEDULES = [
 
 
 def ensure_schedules(**kwargs) -> None:
-    from django_q.models import Schedule
-
     for name, func, minutes in SCHEDULES:
         # update_or_create: schedule() raises on a duplicate name (STACK_NOTES.md).
         Schedule.objects.update_or_create(

@@ -9,6 +9,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_q import brokers
+from django_q.models import Schedule
 
 # The default cluster queues "nekassir.recovery" every minute: a schedule this late means no task cluster.
 SCHEDULER_LATE_AFTER = 180
@@ -25,20 +27,16 @@ def _database() -> dict:
 
 
 def _broker() -> dict:
-    from django_q.brokers import get_broker
-
     try:
-        default = get_broker()
+        default = brokers.get_broker()
         default.ping()
-        queued = {"default": default.queue_size(), "devices": get_broker("devices").queue_size()}
+        queued = {"default": default.queue_size(), "devices": brokers.get_broker("devices").queue_size()}
     except Exception as exc:
         return {"ok": False, "kind": settings.Q_BROKER, "error": type(exc).__name__}
     return {"ok": True, "kind": settings.Q_BROKER, "queued": queued}
 
 
 def _scheduler() -> dict:
-    from django_q.models import Schedule
-
     try:
         due = Schedule.objects.filter(name="nekassir.recovery").values_list("next_run", flat=True).first()
     except Exception as exc:

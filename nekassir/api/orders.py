@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from core.models import Kiosk
+from nekassir import checkout
 from nekassir.api.idempotency import replayed_order
 from nekassir.api.schemas import LineIn, OrderIn
 from nekassir.models import Order, OrderLine, OrderModifier
@@ -53,11 +54,7 @@ def _insert(kiosk: Kiosk, data: OrderIn, body: dict[str, Any], digest: str) -> O
 
 
 def _queue_checkout(order_id) -> None:
-    # Imported here: the entry point depends on the workflow only when an order is placed, so the
-    # API (and its OpenAPI document) loads even while the checkout module cannot.
-    from nekassir.checkout import start_checkout
-
-    start_checkout(order_id)
+    checkout.start_checkout(order_id)
 
 
 def create_order(kiosk: Kiosk, data: OrderIn, body: dict[str, Any], digest: str) -> tuple[Order, bool]:

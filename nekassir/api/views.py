@@ -15,6 +15,7 @@ from nekassir.api.schemas import ErrorOut, OrderStatusOut
 from nekassir.api.status import order_status_json
 from nekassir.api.validation import validate_order
 from nekassir.models import Order
+from payments.terminal import unresolved_money_operation
 
 router = Router(tags=["orders"])
 
@@ -61,8 +62,6 @@ def post_order(request: HttpRequest):
 def refuse_while_card_unavailable(kiosk) -> None:
     """A card operation of this kiosk's terminal has an unknown outcome: the terminal takes no new sale until
     it is resolved (payments.terminal), so a new order is refused before anything is saved."""
-    from payments.terminal import unresolved_money_operation  # the workflow, only when an order is placed
-
     if unresolved_money_operation(kiosk) is not None:
         raise ApiError(503, "card_unavailable", CARD_UNAVAILABLE_MESSAGE)
 

@@ -48,13 +48,20 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django_q.models import Task
 from django_q.tasks import async_task
 
 from core.events import record_event
 from core.locks import DeviceBusy, release, sale_lock_key, try_acquire
 from core.models import DeviceLock, Event, Kiosk, TerminalTransport
-from fiscal.models import FiscalDocument, FiscalOperation
+from fiscal.checks import check_register
+from fiscal.corrections import CorrectionRequest, make_correction
+from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import FiscalError, register_lock_key, register_session
+from fiscal.shifts import open_shift, x_report
+from nekassir.card_resolution import not_charged_job
+from nekassir.connection_check import BAD, check_connection
+from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
 from nekassir.panel.access import (
     CHECK_DEVICE,
@@ -66,7 +73,10 @@ from nekassir.panel.access import (
     Scope,
     TooManyJobs,
 )
+from nekassir.shift_closing import close_shift
 from payments.models import CardOperation
+from payments.settlement import settle, settle_before_close, slip_items
+from payments.terminal import current_shift, terminal_lock_key
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +93,6 @@ def _register(kiosk: Kiosk) -> list[str]:
 
 
 def _terminal(kiosk: Kiosk) -> list[str]:
-    from payments.terminal import terminal_lock_key
-
     url = kiosk.dc_url if kiosk.terminal_transport == TerminalTransport.DUALCONNECTOR else kiosk.kkm_url
     return [terminal_lock_key(kiosk)] if kiosk.terminal_transport and url else []
 
@@ -155,15 +163,11 @@ class JobKind:
 
 # --- handlers: each returns (ok, message for the manager, data kept in the journal) -------------
 def _open(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from fiscal.shifts import open_shift
-
     shift = open_shift(start.kiosk, user=start.user)
     return True, f"Смена №{shift.number} открыта", {"shift_id": shift.pk}
 
 
 def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from nekassir.shift_closing import close_shift
-
     try:
         shift = close_shift(start.kiosk, user=start.user, reason="вручную")
     except DeviceBusy:
@@ -174,9 +178,6 @@ def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _xreport(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from fiscal.models import Shift
-    from fiscal.shifts import x_report
-
     if not Shift.objects.filter(kiosk=start.kiosk, state=Shift.State.OPEN).exists():
         return False, "Смена закрыта: X-отчёт печатается только при открытой смене", {}
     op = x_report(start.kiosk, user=start.user)
@@ -184,9 +185,6 @@ def _xreport(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _settle(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from payments.settlement import settle
-    from payments.terminal import current_shift
-
     settlement = settle(start.kiosk, current_shift(start.kiosk), user=start.user)
     if settlement is None:
         return False, "У киоска нет банковского терминала", {}
@@ -196,8 +194,6 @@ def _settle(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 def _check(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """The register's full state (web server, paper, cover, FN, queue, OFD) stored for the KKT block."""
-    from fiscal.checks import check_register
-
     kiosk = start.kiosk
     report = check_register(kiosk)
     summary: dict[str, Any] = {"problems": list(report.get("problems") or [])}
@@ -220,8 +216,6 @@ def _check(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 def _connection(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """The admin's «Проверить связь»: register, terminal and iiko, one plain-Russian line each."""
-    from nekassir.connection_check import BAD, check_connection
-
     lines = check_connection(start.kiosk)
     failed = [line.device for line in lines if line.state == BAD]
     message = f"Есть проблемы: {', '.join(failed)}" if failed else "Связь в порядке"
@@ -233,8 +227,6 @@ def _order_of(start: Event) -> Order:
 
 
 def _resend(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from nekassir.iiko_delivery import deliver
-
     order = _order_of(start)
     status = deliver(order)
     ok = status == Order.Status.COMPLETED
@@ -254,8 +246,6 @@ def _print_receipt(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _print_slip(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from payments.settlement import slip_items
-
     op = CardOperation.objects.get(pk=start.data["card_operation_id"])
     if not op.slip:
         return False, "У операции нет слипа", {}
@@ -266,17 +256,11 @@ def _print_slip(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _card_not_charged(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    from nekassir.card_resolution import not_charged_job
-
     return not_charged_job(start)
 
 
 def _correction(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """A correction receipt for a shift's reconciliation gap; the form was checked before the job started."""
-    from fiscal.corrections import CorrectionRequest, make_correction
-    from fiscal.models import Shift
-    from payments.settlement import settle_before_close
-
     shift = Shift.objects.select_related("kiosk").get(pk=start.data["shift_id"])
     correction = make_correction(shift, CorrectionRequest.from_data(start.data["correction"]),
                                  before_close=settle_before_close, user=start.user, job=start)
@@ -550,8 +534,6 @@ _OP_CSS = {"done": "ok", "approved": "ok", "failed": "bad", "declined": "bad", "
 
 def job_state(start: Event) -> JobState:
     """Where a job is, from the journal only (bounded: a handful of queries, no device calls)."""
-    from django_q.models import Task
-
     kind = start.data.get("job", "")
     state = JobState(start=start, kind=kind, label=KINDS[kind].label if kind in KINDS else kind)
     state.outcome = Event.objects.filter(object_ref=f"job:{start.pk}").order_by("-id").first()
@@ -612,8 +594,6 @@ def _overdue(start: Event, now: datetime) -> bool:
 
 def _live(starts: list[Event]) -> list[Event]:
     """Of these job starts, those still queued, waiting or running: no outcome, not crashed, not overdue."""
-    from django_q.models import Task
-
     if not starts:
         return []
     finished = set(Event.objects.filter(object_ref__in=[f"job:{e.pk}" for e in starts])

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from fiscal.models import FiscalDocument, Shift
-from nekassir.panel.jobs import JobState
+from nekassir.panel.jobs import KIOSK_KINDS, JobState
 from nekassir.panel.reconciliation import reconcile_shift, register_totals
+from nekassir.panel.venue import kiosk_blocks
 from payments.models import Settlement
 
 
@@ -23,9 +24,6 @@ def closing_report(shift: Shift) -> dict[str, Any]:
 
 
 def outcome(state: JobState, scope) -> dict[str, Any]:
-    from nekassir.panel.jobs import KIOSK_KINDS
-    from nekassir.panel.venue import kiosk_blocks
-
     data = state.data
     result: dict[str, Any] = {}
     # What the page shows around the job is refreshed with it (htmx out-of-band swap).

@@ -19,6 +19,10 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, Sum
 
+from fiscal.models import FiscalDocument
+from nekassir.models import Order, Refund
+from payments.models import CardOperation
+
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 
@@ -275,8 +279,6 @@ def _card_row(state: str | None, kopecks: int | None) -> Card | None:
 def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:
     """(id, number, facts) of every order of the shift, oldest first: the same facts as ``facts_of``,
     read as plain rows in two queries (the orders with their operations, then the shift's refunds)."""
-    from nekassir.models import Order, Refund
-
     refunds: dict[Any, list[RefundFacts]] = {}
     rows = (Refund.objects.filter(order__shift=shift).order_by("-id")  # as ``order.refunds.all()``
             .values_list("order_id", "state", "to_card", "amount_kopecks", "card_operation__state",
@@ -297,8 +299,6 @@ def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:
 
 def order_queryset(queryset):
     """Orders with everything ``facts_of`` reads, in a fixed number of queries."""
-    from nekassir.models import Refund
-
     refunds = Refund.objects.select_related("card_operation", "return_operation__document", "created_by")
     return queryset.select_related(
         "kiosk", "sell_operation__document", "annul_operation__document", "card_sale",
@@ -310,8 +310,6 @@ CORRECTION_TYPES = ("sellCorrection", "sellReturnCorrection")
 
 def corrections_by_shift(shift_ids: Iterable[int]) -> dict[int, Totals]:
     """Per shift, the correction receipts made for it (``Correction.shift``), wherever they lie: one query."""
-    from fiscal.models import FiscalDocument
-
     rows: dict[int, list] = {}
     for shift_id, *row in (FiscalDocument.objects.filter(operation__correction__shift_id__in=list(shift_ids))
                            .values("operation__correction__shift_id", "doc_type")
@@ -322,9 +320,6 @@ def corrections_by_shift(shift_ids: Iterable[int]) -> dict[int, Totals]:
 
 
 def reconcile_shift(shift) -> Reconciliation:
-    from fiscal.models import FiscalDocument
-    from payments.models import CardOperation
-
     # The shift's own receipts and the corrections made in it, by kind, in one query.
     rows = list(FiscalDocument.objects.filter(shift=shift, doc_type__in=["sell", "sellReturn", *CORRECTION_TYPES])
                 .values("doc_type").annotate(s=Sum("total"), n=Count("id")).values_list("doc_type", "s", "n"))
@@ -358,8 +353,6 @@ def split_annulments(shift_ids: Iterable[int]) -> dict[int, list[tuple[str, Deci
     between the decline and the annulment) counts +, that annulment in the next shift counts −. Each is a
     document without money in its own shift, explained by the other. Two queries, from the shifts'
     documents (indexed by shift), whatever the size of the history."""
-    from nekassir.models import Order
-
     ids = list(shift_ids)
     # An order's shift is that of its sell receipt. Short joins and the partner's shift compared here: a
     # NOT over the joins, or a walk from the documents, cost PostgreSQL more to plan than to run.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
 from django import template
+from django.urls import reverse
 from django.utils.formats import number_format
 
+from nekassir.panel.access import READ, REFUND
+from nekassir.panel.masking import mask_contact, mask_document
 from nekassir.panel.qr import qr_svg
 
 register = template.Library()
@@ -68,17 +72,12 @@ def qr(text: str):
 @register.filter
 def pretty_json(value) -> str:
     """A raw request or answer as indented JSON, Cyrillic kept readable (autoescaped by the template)."""
-    import json
-
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
 @register.filter
 def guest_contact(value, scope) -> str:
     """``{{ order.phone|guest_contact:scope }}``: in full for who may refund, else masked (+7 *** ***-**-67)."""
-    from nekassir.panel.access import REFUND
-    from nekassir.panel.masking import mask_contact
-
     return value if scope.can(REFUND) else mask_contact(value or "")
 
 
@@ -86,9 +85,6 @@ def guest_contact(value, scope) -> str:
 def guest_masked(document, scope):
     """``{{ attempt.request|guest_masked:scope|pretty_json }}``: a wire document with the guest's phone and
     e-mail masked unless the viewer may refund."""
-    from nekassir.panel.access import REFUND
-    from nekassir.panel.masking import mask_document
-
     return document if scope.can(REFUND) else mask_document(document)
 
 
@@ -96,9 +92,6 @@ def guest_masked(document, scope):
 def way_back(context) -> dict[str, object]:
     """Where the 403 page sends the viewer: a kiosk's embed back to its service menu, a manager who may read
     to the venue page, an account without the reading right nowhere (it may only log out)."""
-    from django.urls import reverse
-
-    from nekassir.panel.access import READ
 
     request = context.get("request")
     match = getattr(request, "resolver_match", None)

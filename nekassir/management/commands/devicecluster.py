@@ -13,6 +13,7 @@ import sys
 from django.core.management.base import BaseCommand
 
 from core.models import Kiosk
+from nekassir.recovery import recover
 
 
 def device_workers() -> int:
@@ -25,8 +26,6 @@ class Command(BaseCommand):
     help = "Запускает кластер django-q2 для работы с устройствами (по рабочему процессу на киоск)."
 
     def handle(self, *args, **options):
-        from nekassir.recovery import recover
-
         # Whatever a previous cluster was doing when it stopped (kill -9, power loss) is resumed first.
         self.stdout.write(f"recovery queued: {recover(at_start=True)}")
         env = {**os.environ, "Q_CLUSTER_NAME": "devices", "Q_DEVICE_WORKERS": str(device_workers())}

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from core.models import Event
-from nekassir.panel import jobs
+from nekassir.panel import jobs, outcomes
 from nekassir.panel.access import Scope
 
 STOP_POLLING = 286  # htmx 2: swap this answer and stop the "every 1s" trigger
@@ -26,8 +26,6 @@ def page(request: HttpRequest, scope: Scope, template: str, context: dict[str, A
 
 def job_context(scope: Scope, state: jobs.JobState) -> dict[str, Any]:
     """What the job fragment shows: progress, or the outcome with the documents it made."""
-    from nekassir.panel import outcomes
-
     return {"scope": scope, "state": state, "outcome": outcomes.outcome(state, scope) if state.finished else None}
 
 

@@ -3,6 +3,7 @@ and the manual resolution of an unknown card operation («деньги спис�
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal, InvalidOperation
 
 from django.db.models import F, Q
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.locks import DeviceBusy, device_lock
 from fiscal.models import FiscalDocument, Shift
-from nekassir.card_resolution import RESOLVABLE_KINDS
+from nekassir.card_resolution import RESOLVABLE_KINDS, ResolutionError, clean_note, resolve_charged, unknown_operation
 from nekassir.models import Order, Refund
 from nekassir.panel import jobs
 from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
@@ -22,6 +23,7 @@ from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
+from nekassir.refunds import RefundError, refund_lock_key, refundable, request_refund
 from payments.models import CardOperation
 
 IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
@@ -35,8 +37,6 @@ def _order(scope: Scope, order_id) -> Order:
 
 
 def _refundable(order: Order) -> dict[int, Decimal]:
-    from nekassir.refunds import refundable
-
     return refundable(order)
 
 
@@ -126,8 +126,6 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     form that was filled before another refund (a double click, a second manager) is refused, so a
     second click can never make a second refund. The service itself never refunds above what was paid.
     """
-    from nekassir.refunds import RefundError, refund_lock_key, request_refund
-
     scope.require(REFUND)
     current = _order(scope, order_id)
     to_card = request.POST.get("to_card") == "on"
@@ -157,8 +155,6 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
 def card_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """«Деньги списаны»: the unknown operation is approved on the RRN and authorization code the manager read
     from the slip or the terminal's report (no device call: done in the request), then the order goes on."""
-    from nekassir.card_resolution import ResolutionError, resolve_charged
-
     scope.require(REFUND)
     current = _order(scope, order_id)
     try:
@@ -174,8 +170,6 @@ def card_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
 def card_not_charged(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """«Деньги не списаны»: needs a terminal report taken now, a device call, so a device job does it; what
     can be checked without the terminal is checked here, and nothing starts on bad input."""
-    from nekassir.card_resolution import ResolutionError, clean_note, unknown_operation
-
     scope.require(REFUND)
     current = _order(scope, order_id)
     try:
@@ -272,8 +266,6 @@ def _concerns(request: HttpRequest, scope: Scope, kiosk) -> tuple[str, str]:
 
 
 def _uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except ValueError:

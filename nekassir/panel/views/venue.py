@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.admin.models import LogEntry
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -99,8 +100,6 @@ def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
     Paged by id (``?before=<id>``: older, ``?after=<id>``: newer), never counted: a count of the whole
     journal would grow with its years, a page read from the index costs the same at any depth.
     """
-    from django.contrib.admin.models import LogEntry
-
     actions = manual_actions(scope)
     before, after = optional_id(request.GET, "before"), optional_id(request.GET, "after")
     if after is not None:
