@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from marking.emulator import MarkingCheckEmulator
-from marking.operator import OperatorRegistry
-
 from core.emulator_http import EmulatorApp
 from fiscal.atol_emulator import AtolWebServerEmulator
 from iiko.emulator import IikoEmulator
+from marking.emulator import MarkingCheckEmulator
+from marking.operator import OperatorRegistry
 from payments.dualconnector_emulator import DualConnectorEmulator
 from payments.kkm_emulator import KkmServerEmulator
 
