@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import threading
-import types
 import uuid
 from decimal import Decimal
 
@@ -156,9 +154,7 @@ def test_the_checkout_is_queued_once_after_commit(client, token, queued, django_
 
 def test_queueing_calls_nekassir_checkout_start_checkout(monkeypatch):
     started = []
-    checkout = types.ModuleType("nekassir.checkout")
-    checkout.start_checkout = started.append
-    monkeypatch.setitem(sys.modules, "nekassir.checkout", checkout)
+    monkeypatch.setattr("nekassir.checkout.start_checkout", started.append)
     order_id = uuid.uuid4()
     REAL_QUEUE_CHECKOUT(order_id)
     assert started == [order_id]
