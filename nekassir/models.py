@@ -16,6 +16,7 @@ from django.utils import timezone
 from core.models import Kiosk
 from fiscal.models import FiscalOperation, Shift
 from fiscal.vat import Vat
+from marking.models import MarkingCheck
 from payments.models import CardOperation
 
 # --- orders --------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class PickupCounter(models.Model):
 
 # The checkout steps before the final one, and the final statuses that wait for a manager
 # (``Order.ACTIVE_STEPS``, ``Order.ATTENTION``): the venue page lists such orders among millions.
-ACTIVE_STEPS = ("sell", "card", "iiko", "annul")
+ACTIVE_STEPS = ("marks", "sell", "card", "iiko", "annul")
 ATTENTION_STATUSES = ("not_delivered", "needs_attention")
 
 
@@ -75,6 +76,7 @@ class Order(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "принят"
+        CHECKING_MARKS = "checking_marks", "проверка кодов маркировки"
         PRINTING_RECEIPT = "printing_receipt", "печать чека"
         AWAITING_CARD = "awaiting_card", "ожидание оплаты картой"
         SENDING_TO_IIKO = "sending_to_iiko", "передача в iiko"
@@ -91,9 +93,17 @@ class Order(models.Model):
     class Payment(models.TextChoices):
         CARD = "card", "картой"
 
+    class MarkingMode(models.TextChoices):
+        """How the order's marked goods were sold (issue 13)."""
+
+        NONE = "", "нет маркированных товаров"
+        ONLINE = "online", "проверены службой и кассой"
+        OFFLINE = "offline", "проданы по автономной проверке кассы"
+
     class Step(models.TextChoices):
         """Where the checkout is (``nekassir.checkout``); ``status`` is what the kiosk sees."""
 
+        MARKS = "marks", "проверка маркировки"  # only orders with marked goods start here (issue 13)
         SELL = "sell", "чек прихода"
         CARD = "card", "оплата картой"
         IIKO = "iiko", "передача в iiko"
@@ -136,6 +146,14 @@ class Order(models.Model):
     card_sale = models.OneToOneField(
         CardOperation, verbose_name="оплата картой", null=True, blank=True, on_delete=models.PROTECT,
         related_name="paid_order",
+    )
+    marking_check = models.ForeignKey(
+        MarkingCheck, verbose_name="проверка кодов в службе", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="orders",
+    )
+    marking_mode = models.CharField(
+        "продажа маркированных товаров", max_length=8, choices=MarkingMode.choices, default=MarkingMode.NONE,
+        blank=True,
     )
     iiko_number = models.CharField("номер в iiko", max_length=32, blank=True)
     iiko_state = models.CharField("состояние в iiko", max_length=32, blank=True)
@@ -249,6 +267,56 @@ class OrderModifier(models.Model):
     @staticmethod
     def amount_of(price: Decimal, quantity: Decimal, line_quantity: Decimal) -> Decimal:
         return to_kopecks(price * quantity * line_quantity)
+
+
+class OrderMark(models.Model):
+    """One marked unit of an order line: its code exactly as the scanner read it (GS kept) and its checks.
+
+    ``state``: ``reserved`` while the order is in progress, ``sold`` once its sell receipt is done,
+    ``returned`` once a refund's return receipt took it back, ``released`` when the order ended without a
+    sale or its receipt was annulled. The constraint ``order_mark_code_active`` is our own registry: a code is
+    in at most one order in progress or sold and not returned (two kiosks may scan one code before the marking
+    operator knows it was sold).
+    """
+
+    class State(models.TextChoices):
+        RESERVED = "reserved", "в заказе"
+        SOLD = "sold", "продан"
+        RETURNED = "returned", "возвращён"
+        RELEASED = "released", "не продан"
+
+    ACTIVE = (State.RESERVED, State.SOLD)
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="marks")
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="marks")
+    unit = models.PositiveSmallIntegerField("единица", help_text="1..количество в позиции")
+    code = models.CharField("код маркировки", max_length=255, help_text="Как прочитал сканер, с GS.")
+    gtin = models.CharField("GTIN", max_length=14)
+    state = models.CharField("состояние", max_length=10, choices=State.choices, default=State.RESERVED)
+    service_result = models.JSONField("ответ службы проверки", null=True, blank=True)
+    register_result = models.JSONField("проверка кассой", null=True, blank=True)
+    validated_fn = models.CharField("ФН проверки", max_length=32, blank=True)
+    validated_shift = models.PositiveIntegerField("смена проверки", null=True, blank=True)
+    return_result = models.JSONField("проверка при возврате", null=True, blank=True)
+    refund = models.ForeignKey(
+        "Refund", verbose_name="возврат", null=True, blank=True, on_delete=models.PROTECT, related_name="marks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "код маркировки в заказе"
+        verbose_name_plural = "коды маркировки в заказах"
+        ordering = ["order", "line__position", "unit"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"], condition=models.Q(state__in=["reserved", "sold"]), name="order_mark_code_active"
+            ),
+            models.UniqueConstraint(fields=["line", "unit"], name="order_mark_line_unit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gtin} #{self.unit} ({self.get_state_display()})"
 
 
 class IikoAttempt(models.Model):
