@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.management.jsoncommand import JsonCommand
-from nekassir.demo import DEMO_PIN, seed_demo
+from nekassir.demo import DEMO_PIN, demo_marking_codes, seed_demo
 
 
 class Command(JsonCommand):
@@ -14,6 +14,9 @@ class Command(JsonCommand):
 
     def handle(self, *args, **options):
         result = seed_demo()
+        # Minted after the seed's transaction: codes in the stated state now (or null and why).
+        result["marking_codes"], reason = demo_marking_codes()
+        result["marking_codes_error"] = reason or None
         if options["json"]:
             self.emit(result)
             return
@@ -21,3 +24,9 @@ class Command(JsonCommand):
         self.stdout.write(f"Логин менеджера: {manager['username']}  пароль: {manager['password']}")
         for kiosk in result["kiosks"]:
             self.stdout.write(f"Киоск {kiosk['code']}  токен API: {kiosk['token']}  PIN сервисного меню: {DEMO_PIN}")
+        if result["marking_codes"] is None:
+            self.stdout.write(f"Коды маркировки не выпущены: {reason}")
+        else:
+            for product_id, states in result["marking_codes"].items():
+                counts = ", ".join(f"{status}: {len(codes)}" for status, codes in states.items())
+                self.stdout.write(f"Коды маркировки {product_id}: {counts} (полностью — в demo --json)")
