@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -15,15 +16,42 @@ import httpx
 FINAL = {"completed", "cancelled", "failed", "not_delivered", "needs_attention"}
 
 
+class MarkingCodes:
+    """Fresh valid marking codes for the marked products (issue 13), minted in batches on the check-service
+    emulator by ``mint(gtin, count)``; each code is handed out once, so no two orders carry the same unit."""
+
+    def __init__(self, gtins: dict[str, str], mint: Callable[[str, int], list[str]], batch: int = 50):
+        self.gtins = gtins  # marked product id -> the GTIN its codes carry
+        self._mint = mint
+        self._batch = batch
+        self._stock: dict[str, list[str]] = {product_id: [] for product_id in gtins}
+        self._lock = threading.Lock()
+
+    def prefill(self) -> None:
+        """A first batch of every product's codes (raises what ``mint`` raises: the emulator is not there)."""
+        for product_id in self.gtins:
+            self.take(product_id, 0)
+
+    def take(self, product_id: str, count: int) -> list[str]:
+        with self._lock:
+            stock = self._stock[product_id]
+            if len(stock) < count or not stock:
+                stock.extend(self._mint(self.gtins[product_id], max(self._batch, count)))
+            taken, self._stock[product_id] = stock[:count], stock[count:]
+        return taken
+
+
 @dataclass
 class SimulatedKiosk:
     code: str
     token: str
     products: list[dict]
     results: list[tuple[str, float]] = field(default_factory=list)  # (final status, seconds)
+    marking: MarkingCodes | None = None  # codes for the marked products among ``products``
 
 
-def random_order(products: list[dict], rng: random.Random) -> dict:
+def random_order(products: list[dict], rng: random.Random, marking: MarkingCodes | None = None) -> dict:
+    """A random order of 1-3 products; a marked product's line carries one code per unit (sold by the piece)."""
     lines, total = [], Decimal("0")
     for product in rng.sample(products, k=min(len(products), rng.randint(1, 3))):
         quantity = rng.randint(1, 2)
@@ -37,6 +65,8 @@ def random_order(products: list[dict], rng: random.Random) -> dict:
         if product.get("weighed"):
             line["unit"], line["quantity"] = "kilogram", "0.250"
             quantity = Decimal("0.250")
+        if marking is not None and product["id"] in marking.gtins:
+            line["marking_codes"] = marking.take(product["id"], int(quantity))
         total += (price * Decimal(quantity)).quantize(Decimal("0.01"))
         lines.append(line)
     return {"id": str(uuid.uuid4()), "lines": lines, "total": f"{total:.2f}", "payment": "card",
@@ -48,7 +78,7 @@ def play(kiosk: SimulatedKiosk, base_url: str, orders: int, timeout: float, seed
     headers = {"Authorization": f"Bearer {kiosk.token}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
         for _ in range(orders):
-            body = random_order(kiosk.products, rng)
+            body = random_order(kiosk.products, rng, kiosk.marking)
             started = time.monotonic()
             answer = http.post("/api/v1/orders", json=body)
             if answer.status_code not in (200, 201):

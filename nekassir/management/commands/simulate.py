@@ -12,7 +12,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.models import Kiosk, KioskToken
 from iiko import emulator as menu
-from nekassir.simulation import SimulatedKiosk, run
+from marking.models import MarkedProduct
+from nekassir.demo import MintingFailed, marking_emulator_url, mint_codes
+from nekassir.simulation import MarkingCodes, SimulatedKiosk, run
 
 
 class Command(BaseCommand):
@@ -28,7 +30,8 @@ class Command(BaseCommand):
         chosen = list(Kiosk.objects.filter(active=True).order_by("code")[:kiosks])
         if len(chosen) < kiosks or kiosks < 1 or orders < 1:
             raise CommandError(f"Нужно {kiosks} активных киосков (есть {len(chosen)}) и хотя бы один заказ")
-        players = [SimulatedKiosk(k.code, KioskToken.issue(k), menu.DEMO_PRODUCTS) for k in chosen]
+        products, marking = self._marked_goods()
+        players = [SimulatedKiosk(k.code, KioskToken.issue(k), products, marking=marking) for k in chosen]
         counts = run(players, url, orders, timeout)
         durations = [seconds for p in players for _, seconds in p.results if seconds]
         for status, count in sorted(counts.items()):
@@ -36,3 +39,19 @@ class Command(BaseCommand):
         if durations:
             self.stdout.write(f"время заказа: медиана {statistics.median(durations):.1f} с, "
                               f"максимум {max(durations):.1f} с")
+
+    def _marked_goods(self) -> tuple[list[dict], MarkingCodes | None]:
+        """The menu, and codes for its marked products minted on the check-service emulator; when it cannot
+        mint them the marked products are left out (the API would refuse them without codes)."""
+        gtins = {str(m.product_id): m.gtins[0] for m in MarkedProduct.objects.all() if m.gtins}
+        marked = {str(m.product_id) for m in MarkedProduct.objects.all()}
+        if not marked & {p["id"] for p in menu.DEMO_PRODUCTS}:
+            return menu.DEMO_PRODUCTS, None
+        base_url = marking_emulator_url()
+        marking = MarkingCodes(gtins, lambda gtin, count: mint_codes(base_url, gtin, "valid", count))
+        try:
+            marking.prefill()  # the first batch: is the emulator there?
+        except MintingFailed as exc:
+            self.stdout.write(f"маркированные товары не в заказах: {exc}")
+            return [p for p in menu.DEMO_PRODUCTS if p["id"] not in marked], None
+        return [p for p in menu.DEMO_PRODUCTS if p["id"] not in marked or p["id"] in gtins], marking
