@@ -4,13 +4,16 @@ Every step is written to the database before and after its device call (``Order.
 ids of the operations it made), so ``run_checkout`` can be run again at any time — after a crash,
 a kill -9, a lost answer — and carries on from where the order is, never repeating a device call:
 
-    SELL   ensure the shift is open, print the sell receipt (payment "electronically")
+    MARKS  only an order with marked goods: its codes checked by the check service and validated by the register
+           (nekassir.checkout_marks) → on to SELL, or failed marking_rejected / marking_unavailable
+    SELL   ensure the shift is open, print the sell receipt (payment "electronically"); marked units
+           validated in another shift are validated again first
     CARD   card sale on the terminal; unknown outcomes are resolved first (payments.terminal)
     IIKO   approved: send the order to iiko (nekassir.iiko_delivery) → completed / not_delivered
     ANNUL  not paid: sellReturn of the same lines → cancelled (waits while the register cannot print)
     DONE
 
-SELL, CARD and ANNUL run under the kiosk's sale lock, so a manual shift close waits for (or refuses
+MARKS, SELL, CARD and ANNUL run under the kiosk's sale lock, so a manual shift close waits for (or refuses
 during) a payment in progress and never interrupts it. IIKO runs outside it: the next guest's
 payment need not wait for iiko.
 """
@@ -30,6 +33,8 @@ from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
 from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
+from nekassir import checkout_marks
+from nekassir.checkout_marks import MarksOutcome, MarksRefused
 from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
 from nekassir.order_steps import GUEST_MESSAGES, defer, order_event, update_order
@@ -57,7 +62,7 @@ def run_checkout(order_id: str) -> str:
         with device_lock(sale_lock_key(order.kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT):
             # Another run may have moved it while we waited for the lock (the kiosk comes in the same query).
             order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk"))
-            _advance(order, {Step.SELL, Step.CARD, Step.ANNUL})
+            _advance(order, {Step.MARKS, Step.SELL, Step.CARD, Step.ANNUL})
     except DeviceBusy as exc:
         defer(order, f"киоск занят: {exc}")
         return order.status
@@ -68,7 +73,9 @@ def run_checkout(order_id: str) -> str:
 
 def _advance(order: Order, steps: set[str]) -> None:
     """Run steps while the order moves; stop when it waits (deferred) or leaves ``steps``."""
-    handlers = {Step.SELL: _sell, Step.CARD: _card, Step.ANNUL: _annul}
+    handlers = {
+        Step.MARKS: _marks, Step.SELL: _sell, Step.CARD: _card, Step.ANNUL: _annul,
+    }
     for _ in range(20):  # a bound: every step either moves the order on or defers it
         if order.step not in steps:
             return
@@ -78,6 +85,38 @@ def _advance(order: Order, steps: set[str]) -> None:
 
 
 # --- steps: each returns True when the order moved on, False when it must wait ---------------
+def _marks(order: Order) -> bool:
+    """Marked goods: every code checked (service, then register) before anything is printed or charged."""
+    if guest_window_closed(order):
+        # Nothing checked, printed or charged yet: the guest may be gone.
+        return _finish(order, Status.CANCELLED, "guest_timeout",
+                       detail="окно гостя истекло до проверки кодов маркировки")
+    if order.status != Status.CHECKING_MARKS:
+        update_order(order, status=Status.CHECKING_MARKS)
+    try:
+        outcome = checkout_marks.check_marks(order)
+    except FiscalFailed as exc:
+        # Refused before anything was made (the shift could not be opened, the FN...): nothing printed or charged.
+        return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
+    except (FiscalError, DeviceBusy) as exc:
+        return defer(order, f"проверка кодов маркировки: {exc}")
+    if guest_window_closed(order):
+        # The window wins over the checks' verdict: the guest may be gone, nothing is printed or charged.
+        return _finish(order, Status.CANCELLED, "guest_timeout",
+                       detail=f"окно гостя истекло во время проверки кодов маркировки {outcome.detail}".strip())
+    if outcome.code:
+        return _marks_refused(order, outcome)
+    with transaction.atomic():
+        update_order(order, step=Step.SELL, marking_mode=outcome.mode)
+        order_event(order, "order.marks.done", "коды маркировки проверены"
+                    + (" (продажа по автономной проверке кассы)" if outcome.mode == Order.MarkingMode.OFFLINE else ""))
+    return True
+
+
+def _marks_refused(order: Order, outcome: MarksOutcome) -> bool:
+    return _finish(order, Status.FAILED, outcome.code, detail=outcome.detail, message=outcome.message)
+
+
 def _sell(order: Order) -> bool:
     if order.sell_operation_id is None and guest_window_closed(order):
         # Nothing printed yet and the guest may be gone: no receipt, no charge.
@@ -95,6 +134,9 @@ def _sell(order: Order) -> bool:
                 if op is None:
                     # The window wins, over a reopened shift too: no receipt was made, so nothing to annul.
                     return _finish(order, Status.CANCELLED, "guest_timeout", detail="окно гостя истекло до печати чека")
+    except MarksRefused as refused:
+        # Validated again in a new shift and refused now: no receipt was made.
+        return _marks_refused(order, refused.outcome)
     except FiscalFailed as exc:
         # Refused before anything was made (no paper, cover open, FN...): nothing charged.
         return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
@@ -107,6 +149,7 @@ def _sell(order: Order) -> bool:
         # The card step's status is set here too: the kiosk says "insert card" from now on.
         update_order(order, step=Step.CARD, status=Status.AWAITING_CARD,
                      shift=getattr(op, "document", None) and op.document.shift)
+        checkout_marks.mark_sold(order)
         order_event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
                     + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
     return True
@@ -127,9 +170,10 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     is still open (None if not), send the order's sell task under a new uuid saved before the call. A shift
     that expires under the sell comes back as a FAILED operation of kind ``shift_expired`` (nothing was
     made) for the caller to print again."""
-    ensure_open(session, before_close=settle_before_close)
+    shift = ensure_open(session, before_close=settle_before_close)
     if guest_window_closed(order):
         return None
+    checkout_marks.revalidate(order, session, shift)  # a validation counts only in its own shift
     task = sell_task(order)
     with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
         op = session.create(task, reference=f"order:{order.pk}:sell")
@@ -242,6 +286,7 @@ def _annul(order: Order) -> bool:
             if op is None or op.state == FiscalOperation.State.FAILED:
                 # After a shift change the annulment lands in the new shift.
                 ensure_open(session, before_close=settle_before_close)
+                checkout_marks.validate_return(order, session)  # recorded, never blocks
                 with transaction.atomic():
                     op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
                     update_order(order, annul_operation=op)
@@ -267,10 +312,13 @@ def guest_window_end(order: Order):
     return order.created_at + timedelta(seconds=settings.CHECKOUT_GUEST_WINDOW)
 
 
-def _finish(order: Order, status: str, code: str = "", detail: str = "") -> bool:
-    message = GUEST_MESSAGES.get(code, "")
+def _finish(order: Order, status: str, code: str = "", detail: str = "", message: str = "") -> bool:
+    message = message or GUEST_MESSAGES.get(code, "")
     with transaction.atomic():
         update_order(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
+        if status in (Status.FAILED, Status.CANCELLED):
+            # No sale stands (none was made, or it was annulled): the order's marking codes are free again.
+            checkout_marks.release(order)
         order_event(order, f"order.{status}", detail or message or status)
     return False
 

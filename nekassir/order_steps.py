@@ -28,6 +28,11 @@ GUEST_MESSAGES = {
     "guest_timeout": "Время оплаты истекло. Деньги не списаны, заказ отменён.",
     "paid_after_guest_left": "Оплата прошла позже, чем гость ждал у киоска. Сотрудник передаст заказ на кухню "
                              "или вернёт деньги.",
+    # Marked goods (issue 13). marking_rejected names the item in the order's own message (nekassir.checkout_marks);
+    # this is the text when none could be named.
+    "marking_rejected": "Код маркировки товара не прошёл проверку. Деньги не списаны, обратитесь к сотруднику.",
+    "marking_unavailable": "Проверка кодов маркировки сейчас недоступна. Деньги не списаны, заказ не оплачен: "
+                           "обратитесь к сотруднику.",
 }
 
 

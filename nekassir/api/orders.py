@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from core.models import Kiosk
 from nekassir import checkout
 from nekassir.api.idempotency import replayed_order
+from nekassir.api.marking import has_marks, save_marks
 from nekassir.api.schemas import LineIn, OrderIn
 from nekassir.models import Order, OrderLine, OrderModifier
 from nekassir.numbers import next_pickup_number
@@ -43,13 +44,17 @@ def _modifiers(rows: list[OrderLine], lines: list[LineIn]) -> list[OrderModifier
 
 def _insert(kiosk: Kiosk, data: OrderIn, body: dict[str, Any], digest: str) -> Order:
     business_date, seq, number = next_pickup_number(kiosk)
+    # An order with marked goods starts with the check of its codes (issue 13); any other at the receipt.
+    step = Order.Step.MARKS if has_marks(data.lines) else Order.Step.SELL
     order = Order.objects.create(
         id=data.id, kiosk=kiosk, number=number, business_date=business_date, seq=seq,
         order_type=data.order_type, payment=data.payment, phone=data.phone or "",
         email_or_phone=data.email_or_phone or "", total=data.total, request_body=body, body_hash=digest,
+        step=step,
     )
     rows = OrderLine.objects.bulk_create(_lines(order, data.lines))
     OrderModifier.objects.bulk_create(_modifiers(rows, data.lines))
+    save_marks(order, rows, data.lines)  # 422 marking_code_in_use when another order took a code meanwhile
     return order
 
 

@@ -38,6 +38,8 @@ MAX_POSITIONS = 100
 MAX_NAME_LENGTH = 1000
 MAX_MONEY = Decimal("1000000.00")
 MAX_EMAIL_OR_PHONE_LENGTH = 64  # FFD tag 1008
+MAX_MARKING_CODES = 999  # one per unit: a line's quantity is at most 999.999
+MAX_MARKING_CODE_LENGTH = 255
 
 # [0-9], not \d: Python's \d also matches other scripts' digits, which Decimal() would accept.
 MONEY_PATTERN = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"
@@ -149,6 +151,9 @@ EmailOrPhone = Annotated[
 ]
 
 
+MarkingCode = Annotated[str, StringConstraints(max_length=MAX_MARKING_CODE_LENGTH)]
+
+
 class _Strict(BaseModel):
     # An unknown field is a kiosk bug (a typo in "quantity" must not pass silently).
     model_config = ConfigDict(extra="forbid")
@@ -177,6 +182,20 @@ class LineIn(_Strict):
     unit: MeasurementUnit = MeasurementUnit.PIECE
     vat: Vat
     modifiers: list[ModifierIn] = Field(default_factory=list, max_length=MAX_MODIFIERS_PER_LINE)
+    marking_codes: list[MarkingCode] | None = Field(
+        None, max_length=MAX_MARKING_CODES,
+        description=(
+            "Коды маркировки (Честный ЗНАК) маркированного товара: по одной строке на каждую единицу, ровно как "
+            "прочитал сканер, с разделителем GS (\\u001d) и криптохвостом. Маркированный товар продаётся "
+            "поштучно (unit piece): число кодов равно количеству. Для немаркированного товара поле не передаётся. "
+            "Отказы 422: marking_codes_missing (у маркированного товара нет кодов), marking_codes_mismatch "
+            "(число кодов не равно количеству, или товар не поштучный), marking_code_invalid (строка не код "
+            "маркировки), marking_gtin_mismatch (GTIN кода не из GTIN этого товара), marking_code_duplicate "
+            "(код дважды в заказе), marking_code_in_use (код в другом заказе в работе или продан и не возвращён), "
+            "marking_codes_unexpected (коды у товара, не отмеченного как маркированный)."
+        ),
+        examples=[["0104600000000013215abc123\u001d93dGVz"]],
+    )
 
     @property
     def amount(self) -> Decimal:
@@ -273,13 +292,17 @@ class ErrorDetailOut(BaseModel):
     code: str
     message: str
     # vat_not_allowed names the refused line (0-based) and its product, and the modifier when it is one.
-    line: int | None = Field(None, description="Номер позиции в lines (с 0) — для vat_not_allowed.")
-    product_id: str | None = Field(None, description="Товар этой позиции — для vat_not_allowed.")
+    line: int | None = Field(None, description="Номер позиции в lines (с 0) — для vat_not_allowed и marking_*.")
+    product_id: str | None = Field(None, description="Товар этой позиции — для vat_not_allowed и marking_*.")
     modifier: int | None = Field(None, description="Номер модификатора позиции (с 0), если ставка его.")
+    # marking_* codes name the line and, for one code's refusal, the code as sent.
+    marking_code: str | None = Field(
+        None, description="Код маркировки, как его прислал киоск — для отказов marking_code_* и marking_gtin_mismatch."
+    )
 
 
 class ErrorContentOut(BaseModel):
-    code: str = Field(examples=["validation_error", "vat_not_allowed"])
+    code: str = Field(examples=["validation_error", "vat_not_allowed", "marking_code_in_use"])
     message: str
     details: list[ErrorDetailOut] | None = None
 

@@ -1,5 +1,6 @@
 """Checking a parsed order body against ``OrderIn``, with field errors in Russian (422), then each line's and
-modifier's VAT against the kiosk's taxation system and the day of the sale (422 ``vat_not_allowed``)."""
+modifier's VAT against the kiosk's taxation system and the day of the sale (422 ``vat_not_allowed``), then the
+marked lines' codes (422 ``marking_*``, ``nekassir.api.marking``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic_core.core_schema import ErrorType
 from core.models import Kiosk
 from fiscal.vat import refusal
 from nekassir.api.errors import ApiError, safe_text
+from nekassir.api.marking import check_marking
 from nekassir.api.schemas import OrderIn
 
 # pydantic's own error types, in the guest-facing language. Our custom types carry Russian already.
@@ -71,6 +73,7 @@ def validate_order(body: dict[str, Any], kiosk: Kiosk, *, on: date | None = None
     except ValidationError as exc:
         raise ApiError(422, "validation_error", details=field_errors(exc)) from None
     check_vat(data, kiosk, on or timezone.localdate())
+    check_marking(data)  # 422 marking_* (issue 13)
     return data
 
 

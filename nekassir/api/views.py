@@ -41,7 +41,13 @@ _ORDER_BODY_DOC = {
         "(проверяется раньше всех остальных проверок тела). 422 `validation_error` — тело не соответствует "
         "схеме, поля в `error.details`. 422 `vat_not_allowed` — ставка НДС позиции или модификатора не подходит "
         "для системы налогообложения киоска на дату продажи (позиции названы в `error.details`: `field`, "
-        "`line`, `product_id`). 400 — тело не JSON-объект. 503 `card_unavailable` — оплата картой на этом "
+        "`line`, `product_id`). 422 `marking_*` — коды маркировки позиций (поле `marking_codes` в LineIn): "
+        "`marking_codes_missing`, `marking_codes_mismatch`, `marking_code_invalid`, `marking_gtin_mismatch`, "
+        "`marking_code_duplicate`, `marking_code_in_use`, `marking_codes_unexpected`; в `error.details` — `field`, "
+        "`line`, `product_id` и `marking_code` (код, как его прислал киоск); ничего не сохраняется. "
+        "Заказ с маркированными товарами сначала проверяет коды (статус `checking_marks`); отказ службы или "
+        "кассы — `failed` с `error.code` `marking_rejected`, недоступность проверки — `marking_unavailable`. "
+        "400 — тело не JSON-объект. 503 `card_unavailable` — оплата картой на этом "
         "киоске сейчас невозможна: исход прошлой операции терминала ещё не выяснен; заказ не сохранён."
     ),
     openapi_extra=_ORDER_BODY_DOC,
