@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from core.events import record_event
 from core.locks import DeviceBusy, device_lock, sale_lock_key
 from core.models import Kiosk
+from fiscal.marking import validate_codes
 from fiscal.models import FiscalOperation
-from fiscal.register import FiscalError, FiscalFailed, register_session
+from fiscal.register import FiscalError, FiscalFailed, RegisterSession, register_session
 from fiscal.shifts import ensure_open, ensure_shift_open
 from iiko.client import IikoError
 from iiko.connection import IikoNotConfigured, make_iiko_client
-from nekassir.models import Order, OrderLine, OrderModifier, Refund, to_kopecks
-from nekassir.receipts import line_position, modifier_position, receipt_task
+from nekassir.models import Order, OrderLine, OrderMark, OrderModifier, Refund, to_kopecks
+from nekassir.receipts import RETURNED, line_position, mark_position, modifier_position, receipt_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation, Settlement
 from payments.settlement import settle_before_close
@@ -68,6 +71,72 @@ def refundable(order: Order) -> dict[int, Decimal]:
     return {line.pk: line.quantity - done[line.pk] for line in order.lines.all()}
 
 
+# --- marked units (issue 13): a marked line goes back by the unit, its codes chosen by the manager ----------
+# A unit may go back when it was sold and no refund holds it (a failed refund gave its units back).
+FREE_FOR_REFUND = Q(state=OrderMark.State.SOLD) & (Q(refund__isnull=True) | Q(refund__state=Refund.State.FAILED))
+
+
+def refundable_marks(order: Order) -> dict[int, list[OrderMark]]:
+    """Per marked line (OrderLine id): its units that may still go back, in unit order."""
+    free: dict[int, list[OrderMark]] = defaultdict(list)
+    for mark in order.marks.filter(FREE_FOR_REFUND).order_by("line__position", "unit"):
+        free[mark.line_id].append(mark)
+    return free
+
+
+def _line_label(line: OrderLine) -> str:
+    return f"Позиция {line.position} «{line.receipt_name}»"
+
+
+def _tie_marks(refund: Refund, cleaned: dict[int, Decimal], chosen: dict[int, list[int]]) -> None:
+    """Tie the refunded units of each marked line to ``refund`` (inside its transaction, under the order's refund
+    lock): the manager's choice, or the last units of the line for the quantity. The update only takes units
+    still free, so two refunds can never take the same unit; a unit taken meanwhile refuses the refund."""
+    lines = {line.pk: line for line in refund.order.lines.all()}
+    marked = set(refund.order.marks.values_list("line_id", flat=True))
+    free = refundable_marks(refund.order)
+    for line_id, ids in chosen.items():
+        if line_id not in lines:
+            raise RefundError("Позиция не из этого заказа", "unknown_line")
+        if ids and line_id not in cleaned:
+            raise RefundError(f"{_line_label(lines[line_id])}: отмечены коды маркировки ({len(ids)} шт.), "
+                              f"а количество к возврату не указано", "marks_mismatch")
+    for line_id, quantity in cleaned.items():
+        line = lines[line_id]
+        if line_id not in marked:
+            continue
+        if quantity != quantity.to_integral_value():
+            raise RefundError(f"{_line_label(line)}: маркированный товар возвращается поштучно", "bad_quantity")
+        count = int(quantity)
+        available = [mark.pk for mark in free.get(line_id, [])]
+        if line_id in chosen:
+            ids = list(dict.fromkeys(chosen[line_id]))
+            if len(ids) != count:
+                raise RefundError(f"{_line_label(line)}: отмечено кодов маркировки {len(ids)}, а к возврату "
+                                  f"{count} шт. — отметьте столько кодов, сколько единиц возвращается",
+                                  "marks_mismatch")
+        else:  # the default: the last units of the line
+            ids = available[len(available) - count:] if count <= len(available) else available
+        if len(ids) != count or not set(ids) <= set(available):
+            raise RefundError(f"{_line_label(line)}: код маркировки уже возвращён или возвращается другим "
+                              f"возвратом — обновите страницу и выберите коды снова", "mark_taken")
+        taken = OrderMark.objects.filter(FREE_FOR_REFUND, pk__in=ids, line_id=line_id).update(
+            refund=refund, updated_at=timezone.now())
+        if taken != count:
+            raise RefundError(f"{_line_label(line)}: код маркировки уже возвращён или возвращается другим "
+                              f"возвратом — обновите страницу и выберите коды снова", "mark_taken")
+
+
+def _clean_marks(marks: dict[Any, Any] | None) -> dict[int, list[int]]:
+    cleaned: dict[int, list[int]] = {}
+    for raw_line, raw_ids in (marks or {}).items():
+        try:
+            cleaned[int(raw_line)] = [int(raw_id) for raw_id in raw_ids]
+        except (TypeError, ValueError):
+            raise RefundError("Неверный выбор кодов маркировки", "bad_marks") from None
+    return cleaned
+
+
 def _line_amount(line: OrderLine, quantity: Decimal) -> Decimal:
     return line.amount if quantity == line.quantity else OrderLine.amount_of(line.price, quantity)
 
@@ -83,11 +152,21 @@ def return_positions(refund: Refund) -> list[dict[str, Any]]:
     before = refunded_quantities(refund.order, exclude=refund)
     items = []
     lines = {line.pk: line for line in refund.order.lines.prefetch_related("modifiers")}
+    marks: dict[int, list[OrderMark]] = defaultdict(list)
+    for mark in refund.marks.order_by("line__position", "unit") if refund.pk else []:
+        marks[mark.line_id].append(mark)
     for line_id, raw in sorted(refund.lines.items(), key=lambda kv: lines[int(kv[0])].position):
         line, quantity = lines[int(line_id)], Decimal(raw)
         prior = before[line.pk]
-        amount = _line_amount(line, prior + quantity) - _line_amount(line, prior)
-        items.append(line_position(line, quantity, amount))
+        units = marks.get(line.pk)
+        if units:  # a marked line goes back by the unit: one position per code, itemPieceReturn
+            for done, mark in enumerate(units):
+                item = mark_position(line, mark, RETURNED)
+                item["amount"] = _line_amount(line, prior + done + 1) - _line_amount(line, prior + done)
+                items.append(item)
+        else:
+            amount = _line_amount(line, prior + quantity) - _line_amount(line, prior)
+            items.append(line_position(line, quantity, amount))
         for modifier in line.modifiers.all():
             if modifier.price > 0:
                 part = _modifier_amount(modifier, line, prior + quantity) - _modifier_amount(modifier, line, prior)
@@ -153,13 +232,17 @@ def refund_lock_key(order: Order) -> str:
 
 # --- the request --------------------------------------------------------------------------------
 def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool,
-                   user=None) -> Refund:
-    """Validate and save a refund, then queue it. Raises RefundError with a Russian message."""
+                   user=None, marks: dict[Any, Any] | None = None) -> Refund:
+    """Validate and save a refund, then queue it. Raises RefundError with a Russian message.
+
+    ``marks``: for a marked line (OrderLine id), the ids of the OrderMark units going back, as many as its
+    quantity; a marked line left out gives back its last units."""
     if not to_card and not cancel_in_iiko:
         raise RefundError("Выберите: вернуть деньги на карту и/или отменить заказ в iiko", "nothing_selected")
     try:
         with device_lock(refund_lock_key(order), purpose="возврат", wait=10):
-            refund = _create(order, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko, user=user)
+            refund = _create(order, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko, user=user,
+                             marks=_clean_marks(marks))
     except DeviceBusy:
         raise RefundError("По заказу уже оформляется возврат, попробуйте ещё раз", "busy") from None
     transaction.on_commit(lambda: start_refund(refund.pk))
@@ -171,7 +254,8 @@ def start_refund(refund_id: int) -> None:
     async_task("nekassir.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
 
 
-def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user) -> Refund:
+def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user,
+            marks: dict[int, list[int]]) -> Refund:
     order.refresh_from_db()
     sale = _paid(order) if to_card else None
     cleaned = _clean_quantities(order, quantities) if to_card else {}
@@ -182,6 +266,7 @@ def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_i
                         amount_kopecks=0, to_card=to_card, cancel_in_iiko=cancel_in_iiko, created_by=user)
         refund.save()
         if to_card:
+            _tie_marks(refund, cleaned, marks)
             amount = sum((p["amount"] for p in return_positions(refund)), Decimal("0"))
             already = sum(r.amount_kopecks for r in order.refunds.filter(state__in=Refund.ACTIVE, to_card=True)
                           .exclude(pk=refund.pk))
@@ -301,6 +386,7 @@ def _receipt_step(refund: Refund) -> bool:
             op = refund.return_operation
             if op is None or op.state == FiscalOperation.State.FAILED:
                 ensure_open(session, before_close=settle_before_close)
+                _validate_return(refund, session)
                 op = session.create(_return_task(refund), reference=f"refund:{refund.pk}")
                 _set(refund, return_operation=op)
                 session.perform(op)
@@ -310,8 +396,25 @@ def _receipt_step(refund: Refund) -> bool:
     except (FiscalError, DeviceBusy) as exc:
         _set(refund, message=f"Чек возврата: {exc}")
         return False
+    if FiscalOperation.objects.filter(pk=refund.return_operation_id, state=FiscalOperation.State.DONE).exists():
+        # The codes went back to the marking operator with the receipt: they may be sold again.
+        OrderMark.objects.filter(refund=refund, state=OrderMark.State.SOLD).update(
+            state=OrderMark.State.RETURNED, updated_at=timezone.now())
     _reconcile_with_receipt(refund)
     return True
+
+
+def _validate_return(refund: Refund, session: RegisterSession) -> None:
+    """Before the return receipt: the refund's units validated with ``itemPieceReturn`` in this shift (the FN
+    takes a code into a receipt only so). The result is recorded on each unit and never stops the refund: the
+    money is back, and right after a sale the marking operator may not know the code was sold."""
+    marks = list(refund.marks.order_by("line__position", "unit"))
+    if not marks:
+        return
+    results = validate_codes(session, [m.code for m in marks], status=RETURNED, reference=f"refund:{refund.pk}:marks")
+    for mark, result in zip(marks, results, strict=True):
+        mark.return_result = asdict(result)
+        mark.save(update_fields=["return_result", "updated_at"])
 
 
 def _reconcile_with_receipt(refund: Refund) -> None:

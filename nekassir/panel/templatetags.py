@@ -10,6 +10,7 @@ from django import template
 from django.urls import reverse
 from django.utils.formats import number_format
 
+from core.gs1 import GS, short_code
 from nekassir.panel.access import READ, REFUND
 from nekassir.panel.masking import mask_contact, mask_document
 from nekassir.panel.qr import qr_svg
@@ -62,6 +63,18 @@ def duration(value) -> str:
         return "срок вышел"
     hours, minutes = divmod(seconds // 60, 60)
     return f"{hours} ч {minutes:02d} мин" if hours else f"{max(minutes, 1)} мин"
+
+
+@register.filter
+def mark_short(code: str) -> str:
+    """A marking code for a list: GTIN · serial, the crypto part cut."""
+    return short_code(code or "")
+
+
+@register.filter
+def mark_full(code: str) -> str:
+    """A marking code exactly as scanned, its GS separators shown as ␝ (they print nothing)."""
+    return (code or "").replace(GS, "␝")
 
 
 @register.filter

@@ -27,6 +27,25 @@
     if (!button) return;
     button.form.querySelectorAll("input.qty:not([disabled])").forEach(function (input) {
       input.value = input.dataset.max.replace(",", ".");
+      tickLastUnits(input);
     });
+  });
+  // Marked goods go back by the unit: typing a quantity ticks the line's last units, ticking units sets the
+  // quantity (the server refuses a count that does not match, and ticks the last units when none are).
+  function tickLastUnits(input) {
+    var box = input.form && input.form.querySelector('fieldset[data-marks-for="' + input.name + '"]');
+    if (!box) return;
+    var units = box.querySelectorAll("input[type=checkbox]");
+    var count = Math.max(0, Math.min(units.length, parseInt(input.value, 10) || 0));
+    units.forEach(function (unit, index) { unit.checked = index >= units.length - count; });
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("input.qty")) tickLastUnits(event.target);
+  });
+  document.addEventListener("change", function (event) {
+    var box = event.target.closest && event.target.closest("fieldset[data-marks-for]");
+    if (!box || event.target.type !== "checkbox") return;
+    var input = box.form.querySelector('input[name="' + box.dataset.marksFor + '"]');
+    if (input) input.value = box.querySelectorAll("input[type=checkbox]:checked").length || "";
   });
 })();

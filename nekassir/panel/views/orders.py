@@ -23,7 +23,7 @@ from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
-from nekassir.refunds import RefundError, refund_lock_key, refundable, request_refund
+from nekassir.refunds import RefundError, refund_lock_key, refundable, refundable_marks, request_refund
 from payments.models import CardOperation
 
 IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
@@ -48,7 +48,13 @@ def order_context(scope: Scope, order: Order) -> dict:
     lines = list(order.lines.prefetch_related("modifiers").order_by("position"))
     refunds = list(order.refunds.all())
     remaining = _refundable(order) if order.card_sale_id else {}
+    marks = list(order.marks.select_related("refund").order_by("line__position", "unit"))
+    free = refundable_marks(order) if order.card_sale_id else {}
     for line in lines:
+        # the line's marked units (issue 13) that may still go back, for the refund form
+        line.free_marks = free.get(line.pk, [])  # type: ignore[attr-defined]  # for the template
+    for refund in refunds:  # the codes each refund took back (no query per refund)
+        refund.returned_marks = [m for m in marks if m.refund_id == refund.pk]  # type: ignore[attr-defined]
         line.remaining = remaining.get(line.pk, Decimal("0"))
         line.step = "1" if line.unit == "piece" else "0.001"
     documents = [d for d in (getattr(order.sell_operation, "document", None),
@@ -64,6 +70,7 @@ def order_context(scope: Scope, order: Order) -> dict:
     return {
         "order": order,
         "lines": lines,
+        "marks": marks,
         "documents": sorted(documents, key=lambda d: d.fd_number),
         "card_ops": card_ops,
         "attempts": list(order.iiko_attempts.order_by("id")),
@@ -118,6 +125,14 @@ def _quantities(request: HttpRequest, order: Order) -> dict[int, str]:
     return quantities
 
 
+def _marks(request: HttpRequest) -> dict[str, list[str]] | None:
+    """The marked units ticked per line (``mark_<line id>``: OrderMark ids); a line none are ticked for gives back
+    its last units. None for the full refund: every unit goes back."""
+    if request.POST.get("full"):
+        return None
+    return {name.removeprefix("mark_"): request.POST.getlist(name) for name in request.POST if name.startswith("mark_")}
+
+
 @require_POST
 def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """Refund by lines (every line in full = a full refund): money to the card and/or cancel in iiko.
@@ -138,7 +153,7 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
                          "Проверьте возвраты ниже и при необходимости повторите.")
             else:
                 request_refund(current, _quantities(request, current), to_card=to_card,
-                               cancel_in_iiko=cancel_in_iiko, user=scope.audit_user)
+                               cancel_in_iiko=cancel_in_iiko, user=scope.audit_user, marks=_marks(request))
     except DeviceBusy:
         error = "По заказу уже оформляется возврат. Обновите страницу и проверьте."
     except RefundError as exc:
@@ -148,6 +163,7 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     current = _order(scope, order_id)
     return page(request, scope, "panel/order.html", {
         **order_context(scope, current), "refund_error": error, "posted": request.POST,
+        "posted_marks": {v for name in request.POST if name.startswith("mark_") for v in request.POST.getlist(name)},
     }, status=200)
 
 

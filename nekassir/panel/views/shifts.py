@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from fiscal import vat as vat_rules
 from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
 from fiscal.models import Correction, FiscalDocument, Shift
-from nekassir.models import Order
+from nekassir.models import Order, OrderMark
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
 from nekassir.panel.params import page_number
@@ -90,12 +90,23 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
         "rec": reconciliation,
         "orders": orders,
         "settlements": settlements,
+        "marks": marks_of_shift(current),
         "journal": manual_actions(scope, object_ref=f"shift:{current.pk}")[:50],
         "corrections": list(Correction.objects.filter(shift=current).select_related(
             "operation__document__shift", "created_by").order_by("id")),
         "can_correct": not scope.embed and scope.can(MANAGE_SHIFT),
         "correction_form": correction_form(posted or {}),
     }
+
+
+def marks_of_shift(current: Shift) -> dict[str, int]:
+    """Marked units (issue 13) whose sell receipt is in this shift and still stand (sold, or returned later by a
+    refund; an annulled sale is not counted), and those a refund's return receipt in this shift took back."""
+    sold = OrderMark.objects.filter(order__sell_operation__document__shift=current,
+                                    state__in=[OrderMark.State.SOLD, OrderMark.State.RETURNED]).count()
+    returned = OrderMark.objects.filter(refund__return_operation__document__shift=current,
+                                        state=OrderMark.State.RETURNED).count()
+    return {"sold": sold, "returned": returned}
 
 
 def correction_form(posted) -> dict:
