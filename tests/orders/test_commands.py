@@ -17,6 +17,8 @@ from iiko import emulator as menu
 from marking.client import MarkingCheckClient
 from marking.emulator import DEMO_TOKEN
 from marking.models import MarkedProduct
+from nekassir.demo import DEMO_MARKED_PRODUCTS
+from nekassir.models import OrderMark
 from tests.processes import run_manage
 from tests.venue import build_venue
 
@@ -107,3 +109,18 @@ def test_simulate_places_orders_through_the_api(venue, live_server):
     thread.start()
     thread.join(120)
     assert "completed: 3" in out.getvalue(), out.getvalue()
+
+
+def test_simulate_puts_marked_items_with_fresh_codes_in_some_orders(venue, live_server, settings, marking_emulator):
+    settings.MARKING_CHECK_URL, settings.MARKING_CHECK_TOKEN = marking_emulator.url, DEMO_TOKEN
+    for marked in DEMO_MARKED_PRODUCTS:
+        MarkedProduct.objects.create(**marked)
+    out = StringIO()
+    thread = threading.Thread(target=call_command, args=("simulate",),
+                              kwargs={"orders": 8, "kiosks": 1, "url": live_server.url, "timeout": 60, "stdout": out})
+    thread.start()
+    thread.join(180)
+    assert "completed: 8" in out.getvalue(), out.getvalue()
+    sold = OrderMark.objects.filter(state=OrderMark.State.SOLD)
+    assert sold.exists() and sold.count() == sold.values("code").distinct().count()
+    assert {str(m.line.product_id) for m in sold} <= {menu.PRODUCT_WATER_ID, menu.PRODUCT_ICE_CREAM_ID}
