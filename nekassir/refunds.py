@@ -396,7 +396,9 @@ def _receipt_step(refund: Refund) -> bool:
     except (FiscalError, DeviceBusy) as exc:
         _set(refund, message=f"Чек возврата: {exc}")
         return False
-    if FiscalOperation.objects.filter(pk=refund.return_operation_id, state=FiscalOperation.State.DONE).exists():
+    receipt_id = refund.return_operation_id
+    done = FiscalOperation.State.DONE
+    if receipt_id is not None and FiscalOperation.objects.filter(pk=receipt_id, state=done).exists():
         # The codes went back to the marking operator with the receipt: they may be sold again.
         OrderMark.objects.filter(refund=refund, state=OrderMark.State.SOLD).update(
             state=OrderMark.State.RETURNED, updated_at=timezone.now())
