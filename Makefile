@@ -24,9 +24,11 @@ run: venv
 	$(BIN)/python scripts/run.py
 
 # ruff, then the house's import contracts (pyproject.toml [tool.importlinter]): a module importing upward fails.
+# Then mypy (pyproject.toml [tool.mypy], django-stubs for Django 5.2): strict for the wire clients and core/.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test-sqlite: venv
 	$(BIN)/python -m pytest -p no:cacheprovider

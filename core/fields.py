@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core import validators
@@ -14,13 +14,28 @@ from django.utils.deconstruct import deconstructible
 from core import wirejson
 from core.addresses import has_credentials, without_credentials
 
+if TYPE_CHECKING:
+    # django-stubs makes model fields generic (type written, type read) and mixins need their base to call
+    # super(); Django's own classes take no subscript at run time, hence these names for the checker only.
+    _TextField = models.TextField[Any, Any]
+    _URLField = models.URLField[str, str]
+    _WidgetMixinBase = forms.Widget
+else:
+    _TextField = models.TextField
+    _URLField = models.URLField
+    _WidgetMixinBase = object
 
-class ExactJSONField(models.TextField):
+
+class ExactJSONField(_TextField):
     """JSON stored as text with Decimals kept exact (see ``core.wirejson``).
 
     For requests that may be re-sent to a device after a crash: what goes out the second time is
     byte-for-byte the amount that went out the first time.
     """
+
+    # Read by the django-stubs plugin for the model attribute and create()/filter() arguments: any JSON value.
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         return None if value is None else wirejson.loads(value)
@@ -61,12 +76,12 @@ CLOUD_CREDENTIALS = ("Не пишите логин и пароль в адрес
                      "и apiKey (v2) этого подключения.")
 
 
-class HidesCredentials:
+class HidesCredentials(_WidgetMixinBase):
     """A widget mixin: shows a stored address with ``***`` in place of its credentials. The page never carries
     them, and the form saved as shown is refused by the validator, so credentials a device may still need are
     never dropped silently: the engineer moves them to the login and password fields."""
 
-    def format_value(self, value: Any) -> Any:
+    def format_value(self, value: Any) -> str | None:
         return super().format_value(without_credentials(value, mark="***") if isinstance(value, str) else value)
 
 
@@ -82,6 +97,8 @@ class AddressFormField(forms.URLField):
     """Checks for credentials before anything else: ``user:password@host`` typed without a scheme would
     otherwise be read as the scheme ``user`` and refused as a bad address, not for what it is."""
 
+    assume_scheme: str  # set by forms.URLField.__init__ (Django 5.0+); django-stubs 5.2 does not declare it
+
     def __init__(self, *, credentials_message: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.credentials_message = credentials_message
@@ -92,14 +109,15 @@ class AddressFormField(forms.URLField):
         return super().to_python(value)
 
 
-class _AddressField(models.URLField):
+class _AddressField(_URLField):
     """An address field that refuses a login or password in it and never shows a stored one (issue 16)."""
 
     assume_scheme = "http"
     credentials_message = ""
 
-    def formfield(self, **kwargs: Any) -> Any:
-        widget = kwargs.get("widget", forms.URLInput)
+    # form_class stays in **kwargs: it is always AddressFormField here, whatever the caller asked for.
+    def formfield(self, **kwargs: Any) -> forms.Field | None:  # type: ignore[override]
+        widget: type[forms.Widget] | forms.Widget = kwargs.get("widget", forms.URLInput)
         if isinstance(widget, type):
             kwargs["widget"] = _hiding(widget)
         else:

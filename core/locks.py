@@ -18,13 +18,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.models import DeviceLock
+from core.models import DeviceLock, Kiosk
 
 _local = threading.local()
 _HOST = socket.gethostname()
@@ -44,13 +45,15 @@ def holder_id() -> str:
     """``host:pid:thread:random``: unique per thread, and tells whether the holder still lives."""
     if not hasattr(_local, "holder"):
         _local.holder = f"{_HOST}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
-    return _local.holder
+    holder: str = _local.holder
+    return holder
 
 
 def _held() -> dict[str, int]:
     if not hasattr(_local, "held"):
         _local.held = {}
-    return _local.held
+    held: dict[str, int] = _local.held
+    return held
 
 
 def _holder_is_dead(holder: str) -> bool:
@@ -83,7 +86,7 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _create_held(key: str, values: dict) -> bool:
+def _create_held(key: str, values: dict[str, Any]) -> bool:
     """First use of ``key``: its row is created already held by us (False if another process made it first)."""
     try:
         with transaction.atomic():
@@ -144,7 +147,8 @@ def device_lock(key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.
     deadline = time.monotonic() + wait
     while not try_acquire(key, purpose):
         if time.monotonic() >= deadline:
-            row = DeviceLock.objects.filter(key=key).values("holder", "purpose").first() or {}
+            row = (DeviceLock.objects.filter(key=key).values("holder", "purpose").first()
+                   or {"holder": "", "purpose": ""})
             raise DeviceBusy(key, row.get("holder", ""), row.get("purpose", ""))
         time.sleep(poll)
     try:
@@ -157,7 +161,7 @@ def holds(key: str) -> bool:
     return key in _held()
 
 
-def sale_lock_key(kiosk) -> str:
+def sale_lock_key(kiosk: Kiosk) -> str:
     """Held by a kiosk's checkout from its receipt to the end of its payment (or annulment), and by a
     shift close: a close waits for, or refuses during, a payment in progress; it never interrupts it."""
     return f"sale:{kiosk.code}"

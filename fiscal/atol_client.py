@@ -350,8 +350,9 @@ class AtolClient:
 def _parse_sub_result(entry: Any, uuid: str, raw: str) -> SubTaskResult:
     if not isinstance(entry, dict):
         raise AtolBadAnswer("Элемент results не является объектом", uuid=uuid, raw=raw)
+    status_value: Any = entry.get("status")  # whatever the register sent: TaskStatus refuses the unknown
     try:
-        status = TaskStatus(entry.get("status"))
+        status = TaskStatus(status_value)
     except ValueError:
         raise AtolBadAnswer(f"Неизвестный статус задания {entry.get('status')!r}", uuid=uuid, raw=raw) from None
     code, description = _read_error(entry)

@@ -1081,6 +1081,7 @@ class AtolWebServerEmulator(EmulatorApp):
             pages = self._pages(register, kind)
         fault_name = fault["fault"] if fault else None
         if fault_name in BLOCKING_FAULTS:
+            assert fault is not None  # fault_name comes from it
             if not self._hold_blocked(device_id, task, entry, fault):
                 return
             fault = fault_name = None  # the register answered: it goes on as a normal document
@@ -1259,6 +1260,7 @@ class AtolWebServerEmulator(EmulatorApp):
         elif kind == "nonFiscal":
             self._print(register, "nonFiscal", now, text="\n".join(lines or []))
         elif kind == "printFnDocument":
+            assert number is not None  # read above for this kind
             register.document(number)
             self._print(register, "printFnDocument", now, fiscalDocumentNumber=number)
         elif kind == "printLastReceiptCopy":

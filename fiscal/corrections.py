@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -136,6 +136,7 @@ def parse_correction(form: Mapping[str, str], kiosk: Kiosk, *, today: date | Non
         errors.append("Укажите, почему нужна коррекция: это попадёт в журнал")
     if errors:
         raise CorrectionInvalid(errors)
+    assert settlement_date is not None  # else errors named it
     return CorrectionRequest(kind, basis, settlement_date, number if basis == "instruction" else "", lines, reason)
 
 
@@ -189,10 +190,13 @@ def _line(raw: dict[str, str], n: int, taxation: str, on: date, errors: list[str
         found.append(f"Позиция {n}: выберите ставку НДС")
     elif problem := vat_problem(raw["vat"], taxation, on):
         found.append(f"Позиция {n}: {problem}")
-    if not found and (price * quantity).quantize(KOPECK, rounding=ROUND_HALF_UP) <= 0:
-        found.append(f"Позиция {n}: сумма меньше копейки")
-    errors.extend(found)
-    return None if found else CorrectionLine(raw["name"], price, quantity, raw["vat"])
+    if found or price is None or quantity is None:  # a None price or quantity has its message in found
+        errors.extend(found)
+        return None
+    if (price * quantity).quantize(KOPECK, rounding=ROUND_HALF_UP) <= 0:
+        errors.append(f"Позиция {n}: сумма меньше копейки")
+        return None
+    return CorrectionLine(raw["name"], price, quantity, raw["vat"])
 
 
 def _decimal(raw: str, places: int) -> Decimal | None:
@@ -201,7 +205,7 @@ def _decimal(raw: str, places: int) -> Decimal | None:
         value = Decimal(raw.replace(",", ".").replace(" ", ""))
     except InvalidOperation:
         return None
-    if not value.is_finite() or value.as_tuple().exponent < -places:
+    if not value.is_finite() or cast(int, value.as_tuple().exponent) < -places:  # finite: an int exponent
         return None
     return value
 

@@ -23,7 +23,7 @@ def mark_closed(kiosk: Kiosk, op: FiscalOperation, totals: dict[str, Any] | None
         document = getattr(op, "document", None)
         shift.state = Shift.State.CLOSED
         shift.closed_at = (document.registered_at if document else None) or op.finished_at
-        count = params.get("receiptsCount")
+        count: Any = params.get("receiptsCount")
         shift.receipts_count = int(count) if count not in (None, "") else None
         shift.register_totals = {"closing_report": params, "shift_totals": totals}
         shift.save()

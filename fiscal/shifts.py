@@ -56,7 +56,7 @@ def read_status(session: RegisterSession) -> ShiftStatus:
     op = session.run({"type": "getShiftStatus"})
     data = (op.result or {}).get("shiftStatus") or {}
     state = str(data.get("state", ""))
-    number = data.get("number")
+    number: Any = data.get("number")
     number = int(number) if number not in (None, "") else None
     expires_at = parse_datetime(str(data["expiredTime"])) if data.get("expiredTime") else None
     shift = _sync_shift(session.kiosk, state, number, expires_at)
@@ -122,7 +122,9 @@ def _open(session: RegisterSession, *, user=None) -> Shift:
             raise
         return current.shift
     current = read_status(session)  # the register's expiredTime for this shift
-    shift = current.shift or Shift.objects.get(kiosk=kiosk, fn_number=op.fn_number, number=op.shift_number)
+    # number=None would be an IS NULL lookup (the field is nullable); the plugin only takes an int.
+    shift = current.shift or Shift.objects.get(kiosk=kiosk, fn_number=op.fn_number,
+                                               number=op.shift_number)  # type: ignore[misc]
     document = getattr(op, "document", None)
     if document is not None and shift.opened_at != document.registered_at:
         Shift.objects.filter(pk=shift.pk).update(opened_at=document.registered_at or op.finished_at)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -328,7 +328,7 @@ def exact_number(value: Decimal | int | str, places: Decimal = _CENT) -> int | f
         raise ValueError(f"not a finite number: {value!r}")
     quantized = number.quantize(places, rounding=ROUND_HALF_UP)
     if quantized != number:
-        raise ValueError(f"{value} has more than {abs(places.as_tuple().exponent)} decimal places")
+        raise ValueError(f"{value} has more than {abs(cast(int, places.as_tuple().exponent))} decimal places")
     if quantized == quantized.to_integral_value():
         return int(quantized)
     return float(quantized)
@@ -711,7 +711,10 @@ class IikoClient:
 # --- parsing ---------------------------------------------------------------------------------------
 
 
-def _parsed(build: Callable[[], Any]) -> Any:
+_Parsed = TypeVar("_Parsed")
+
+
+def _parsed(build: Callable[[], _Parsed]) -> _Parsed:
     """Runs a result parser; a missing or ill-typed field becomes ``IikoBadResponse``."""
     try:
         return build()

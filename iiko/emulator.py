@@ -297,6 +297,7 @@ class _IikoFaults(FaultQueue):
 class IikoEmulator(EmulatorApp):
     name = "iiko-emulator"
     faults_known = FAULTS
+    faults: _IikoFaults
 
     def __init__(self, state_path: str | None = None, creation_delay: float = 0.2, validate: bool = True):
         super().__init__()

@@ -295,7 +295,7 @@ class IikoSchema:
         return operation
 
     def _body_schema(self, content: dict[str, Any]) -> Any:
-        media = content.get("application/json") or next(iter(content.values()), {})
+        media: dict[str, Any] = content.get("application/json") or next(iter(content.values()), {})
         return media.get("schema")
 
     def _validator(self, key: tuple[str, ...], openapi_schema: Any) -> Draft202012Validator:

@@ -136,8 +136,8 @@ def _order_problems(since: datetime, limit: int | None = None, covered: set | No
     if covered:
         orders = orders.exclude(pk__in=covered)
     for order in orders[:limit] if limit is not None else orders:
-        common = {"kiosk_id": order.kiosk_id, "kiosk_code": order.kiosk.code, "since": order.created_at,
-                  "link": ("order", order.pk)}
+        common: dict[str, Any] = {"kiosk_id": order.kiosk_id, "kiosk_code": order.kiosk.code,
+                                  "since": order.created_at, "link": ("order", order.pk)}
         if order.status == Order.Status.NOT_DELIVERED:
             last = order.last_error or ""
             reason = f": {last[:200]}" if last else ""
@@ -200,15 +200,15 @@ def _card_problem(op, order: Order | None, now: datetime) -> Problem:
 
 
 def _shift_problems(since: datetime) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
     shifts = list(Shift.objects.filter(state=Shift.State.CLOSED, closed_at__gte=since).select_related("kiosk")
                   .order_by("closed_at"))
     if not shifts:
         return problems
     ids = [shift.pk for shift in shifts]
-    latest: dict[int, Settlement] = {}
-    for settlement in Settlement.objects.filter(shift_id__in=ids).order_by("id"):
-        latest[settlement.shift_id] = settlement
+    latest: dict[int | None, Settlement] = {}
+    for settled in Settlement.objects.filter(shift_id__in=ids).order_by("id"):
+        latest[settled.shift_id] = settled
     # The totals of every shift at once (grouped by shift), rather than two queries per shift.
     documents: dict[int, list] = defaultdict(list)
     for shift_id, *row in (FiscalDocument.objects.filter(shift_id__in=ids, doc_type__in=["sell", "sellReturn"])
@@ -262,7 +262,7 @@ def _kiosk_problems(now: datetime) -> list[Problem]:
     checks = Event.objects.only("data", "created_at").in_bulk([k.last_check_id for k in kiosks if k.last_check_id])
     problems = []
     for kiosk in kiosks:
-        common = {"kiosk_code": kiosk.code, "condition": True}
+        common: dict[str, Any] = {"kiosk_code": kiosk.code, "condition": True}
         if kiosk.has_register and not kiosk.register_ready:
             reason = kiosk.register_problem or "причина неизвестна"
             problems.append(Problem(f"kiosk:{kiosk.code}:register", "register_not_ready",

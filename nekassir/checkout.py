@@ -21,6 +21,7 @@ payment need not wait for iiko.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -73,7 +74,7 @@ def run_checkout(order_id: str) -> str:
 
 def _advance(order: Order, steps: set[str]) -> None:
     """Run steps while the order moves; stop when it waits (deferred) or leaves ``steps``."""
-    handlers = {
+    handlers: dict[str, Callable[[Order], bool]] = {
         Step.MARKS: _marks, Step.SELL: _sell, Step.CARD: _card, Step.ANNUL: _annul,
     }
     for _ in range(20):  # a bound: every step either moves the order on or defers it
@@ -142,6 +143,7 @@ def _sell(order: Order) -> bool:
         return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
     except (FiscalError, DeviceBusy) as exc:
         return defer(order, f"чек: {exc}")
+    assert op is not None  # every way out of the loop above has one
     op = FiscalOperation.objects.select_related("document__shift").get(pk=op.pk)  # may just have been resolved
     if op.state == FiscalOperation.State.FAILED:
         return _finish(order, Status.FAILED, "register_not_ready", detail=op.error_message)

@@ -94,7 +94,7 @@ def _credentials_in_address(kiosk: Kiosk, line: DeviceLine) -> DeviceLine:
         address = kiosk.kkm_url if kiosk.terminal_transport == "kkm" else kiosk.dc_url
         where = "поля «пользователь KKM Server» и «пароль KKM Server» киоска"
     else:
-        address = kiosk.iiko.base_url if kiosk.iiko_id else ""
+        address = kiosk.iiko.base_url if kiosk.iiko is not None else ""
         where = "поля apiLogin или appId, clientSecret и apiKey подключения iiko"
     if line.state == OFF or not has_credentials(address):
         return line

@@ -31,7 +31,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -134,7 +134,7 @@ def _settle(client: IikoClient, order: Order, attempt: IikoAttempt, sends: int) 
     while True:
         outcome = _follow(client, order, attempt)
         if outcome is not ABSENT:
-            return outcome
+            return cast(bool | None, outcome)  # the one string _follow returns is ABSENT
         if _arrived(attempt):  # iiko has it but does not show it yet: wait, never a new id
             _record(attempt, Attempt.UNKNOWN, error=INVISIBLE)
             return None

@@ -267,6 +267,7 @@ def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_i
         refund.save()
         if to_card:
             _tie_marks(refund, cleaned, marks)
+            assert sale is not None  # _paid gave it (or refused the refund)
             amount = sum((p["amount"] for p in return_positions(refund)), Decimal("0"))
             already = sum(r.amount_kopecks for r in order.refunds.filter(state__in=Refund.ACTIVE, to_card=True)
                           .exclude(pk=refund.pk))
@@ -350,6 +351,7 @@ def _card_step(refund: Refund) -> bool:
             with terminal_session(refund.kiosk, purpose=f"возврат {refund.order.number}", wait=60) as session:
                 if op is None or _retry_as_refund(op):
                     sale = refund.order.card_sale
+                    assert sale is not None  # a refund to the card was created from the order's paid sale
                     settled = op is not None or _settled_since(sale)
                     kind = CardOperation.Kind.REFUND if settled else CardOperation.Kind.CANCEL
                     op = session.create(kind, refund.amount_kopecks, original=sale, reference=f"refund:{refund.pk}")
@@ -363,6 +365,7 @@ def _card_step(refund: Refund) -> bool:
             return True
         if not _retry_as_refund(op):
             break
+    assert op is not None  # the loop ran and every way through it left an operation
     if op.unresolved:
         return False
     _set(refund, state=State.FAILED, message=f"Банк отказал: {op.message or op.get_state_display()}",

@@ -124,7 +124,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
+            # Django takes a Path here (its own project template does); django-stubs 5.2 types NAME as str.
+            "NAME": SQLITE_PATH,  # type: ignore[typeddict-item]
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,

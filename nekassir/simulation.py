@@ -54,7 +54,7 @@ def random_order(products: list[dict], rng: random.Random, marking: MarkingCodes
     """A random order of 1-3 products; a marked product's line carries one code per unit (sold by the piece)."""
     lines, total = [], Decimal("0")
     for product in rng.sample(products, k=min(len(products), rng.randint(1, 3))):
-        quantity = rng.randint(1, 2)
+        quantity: int | Decimal = rng.randint(1, 2)
         price = Decimal(product["price"])
         line = {"product_id": product["id"], "name": product["name"], "price": f"{price:.2f}",
                 "quantity": str(quantity), "vat": product["vat"], "modifiers": []}

@@ -357,7 +357,7 @@ class KkmServerClient(AcquiringClient):
     @staticmethod
     def _amount(data: dict[str, Any], requested: int) -> int:
         """The amount the terminal reports, else the one we asked for."""
-        value = data.get("Amount")
+        value: Any = data.get("Amount")
         if value in (None, "") or isinstance(value, bool | float):
             return requested
         try:

@@ -397,7 +397,8 @@ class CardTerminalEmulator(EmulatorApp):
         self.faults = FaultQueue(self.faults_known)
         self._file = JsonStateFile(state_path)
         self._lock = threading.RLock()  # every read and write of the book; never held during card_delay
-        self._initial = {"card_delay": card_delay, "days_without_settlement_limit": days_without_settlement_limit}
+        self._initial: dict[str, Any] = {"card_delay": card_delay,
+                                         "days_without_settlement_limit": days_without_settlement_limit}
         self.card_delay = card_delay
         self.book = TerminalBook(self._load(), self.bank, days_without_settlement_limit)
 
@@ -661,8 +662,9 @@ class KkmServerEmulator(CardTerminalEmulator):
 
     @staticmethod
     def _amount(body: dict[str, Any]) -> int:
+        raw: Any = body.get("Amount")  # any JSON: rubles_to_kopecks refuses what is not an amount (None too)
         try:
-            amount = rubles_to_kopecks(body.get("Amount"))
+            amount = rubles_to_kopecks(raw)
         except InvalidRequest as exc:
             raise _Refused(f"Неверная сумма: {body.get('Amount')!r}") from exc
         if amount <= 0:

@@ -132,5 +132,5 @@ class Settlement(models.Model):
             "attempts": self.attempts,
             "message": self.message,
             "slip": self.slip,
-            "operation": self.operation.op_id if self.operation_id else None,
+            "operation": self.operation.op_id if self.operation is not None else None,
         }

@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields as dc_fields
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -74,8 +75,8 @@ from payments.models import CardOperation
 log = logging.getLogger(__name__)
 
 # Refusals of a reversal naming a lost operation that are answers about that very operation (see above).
-_NOT_CHARGED_BY_REVERSAL = {Reason.NOT_RECEIVED: "терминал не получал эту операцию",
-                            Reason.NOT_APPROVED: "операция на терминале не одобрена"}
+_NOT_CHARGED_BY_REVERSAL: dict[str, str] = {Reason.NOT_RECEIVED: "терминал не получал эту операцию",
+                                             Reason.NOT_APPROVED: "операция на терминале не одобрена"}
 
 _STATE_BY_OUTCOME = {
     Outcome.APPROVED: CardOperation.State.APPROVED,
@@ -114,7 +115,8 @@ def terminal_lock_key(kiosk: Kiosk) -> str:
 
 
 def make_acquirer(kiosk: Kiosk) -> AcquiringClient:
-    common = {"timeout": settings.TERMINAL_HTTP_TIMEOUT, "guest_timeout": settings.TERMINAL_GUEST_TIMEOUT}
+    common: dict[str, Any] = {"timeout": settings.TERMINAL_HTTP_TIMEOUT,
+                              "guest_timeout": settings.TERMINAL_GUEST_TIMEOUT}
     if kiosk.terminal_transport == TerminalTransport.KKM_SERVER and kiosk.kkm_url:
         return KkmServerClient(
             kiosk.kkm_url, device_number=kiosk.kkm_device_number, username=kiosk.kkm_username or None,
@@ -201,8 +203,10 @@ class TerminalSession:
         if op.kind == kind.SALE:
             return self.client.sale(op.op_id, op.amount_kopecks, order_number or op.reference or op.op_id[:8])
         if op.kind == kind.CANCEL:
+            assert op.original is not None  # a cancel is created with the sale it cancels
             return self.client.cancel(op.op_id, op.amount_kopecks, op.original.terminal_reference)
         if op.kind == kind.REFUND:
+            assert op.original is not None  # a refund is created with the sale it refunds
             return self.client.refund(op.op_id, op.amount_kopecks, op.original.terminal_reference)
         if op.kind == kind.REVERSAL:
             if op.original and op.original.terminal_reference:

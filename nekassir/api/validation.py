@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 from django.utils import timezone
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_core.core_schema import ErrorType
 
 from core.models import Kiosk
@@ -40,7 +41,7 @@ _DEFAULT_MESSAGE = "Некорректное значение."
 _BUILTIN_TYPES = frozenset(get_args(ErrorType))
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     template = _MESSAGES.get(error["type"])
     if template is None:
         # PydanticCustomError messages are ours (Russian); anything else gets a neutral text.
@@ -51,7 +52,7 @@ def _message(error: dict[str, Any]) -> str:
         return _DEFAULT_MESSAGE
 
 
-def _field(error: dict[str, Any]) -> str:
+def _field(error: ErrorDetails) -> str:
     loc = error.get("loc") or ()
     if not loc:
         return str((error.get("ctx") or {}).get("field", ""))

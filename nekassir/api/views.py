@@ -7,6 +7,7 @@ import uuid
 from django.http import HttpRequest
 from ninja import Router, Status
 
+from core.models import Kiosk
 from nekassir.api.body import read_json_object
 from nekassir.api.errors import ApiError
 from nekassir.api.idempotency import body_hash, replayed_order
@@ -18,6 +19,12 @@ from nekassir.models import Order
 from payments.terminal import unresolved_money_operation
 
 router = Router(tags=["orders"])
+
+
+class KioskRequest(HttpRequest):
+    """A request ``KioskBearer`` let through: ninja sets ``request.auth`` to the kiosk."""
+
+    auth: Kiosk
 
 CARD_UNAVAILABLE_MESSAGE = ("Оплата картой на этом киоске временно недоступна: проверяем результат предыдущей "
                             "оплаты. Заказ не принят, обратитесь к сотруднику.")
@@ -52,7 +59,7 @@ _ORDER_BODY_DOC = {
     ),
     openapi_extra=_ORDER_BODY_DOC,
 )
-def post_order(request: HttpRequest):
+def post_order(request: KioskRequest):
     kiosk = request.auth
     body = read_json_object(request)
     digest = body_hash(body)
@@ -77,7 +84,7 @@ def refuse_while_card_unavailable(kiosk) -> None:
     response={200: OrderStatusOut, 401: ErrorOut, 404: ErrorOut},
     summary="Состояние заказа",
 )
-def get_order(request: HttpRequest, order_id: str):
+def get_order(request: KioskRequest, order_id: str):
     try:
         pk = uuid.UUID(order_id)
     except ValueError:

@@ -92,6 +92,7 @@ class Scope:
         if self.embed:
             if name in KIOSK_URLS and args:
                 args = args[1:]  # the code is already the embed's prefix (and can only be this kiosk's)
+            assert self.kiosk is not None  # what embed means
             return reverse(f"panel:embed_{name}", args=[self.kiosk.code, *args])
         return reverse(f"panel:{name}", args=args)
 
@@ -173,7 +174,7 @@ def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         except TooManyJobs as exc:
             return too_many_jobs(request, scope, exc)
 
-    wrapper.panel_access = "manager"
+    wrapper.panel_access = "manager"  # type: ignore[attr-defined]  # a marker on the view function
     return wrapper
 
 
@@ -224,5 +225,5 @@ def embed_view(view: Callable[..., HttpResponse], *, kiosk_scoped: bool = False)
             response = too_many_jobs(request, scope, exc)
         return frame_for_kiosk(response)
 
-    wrapper.panel_access = "embed"
+    wrapper.panel_access = "embed"  # type: ignore[attr-defined]  # a marker on the view function
     return wrapper

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -86,6 +86,12 @@ CHECKED = "fiscal.register.checked"
 
 
 # --- what a job locks and what it is about ------------------------------------------------------
+def _kiosk(start: Event) -> Kiosk:
+    """The kiosk a job runs on (start_job always journals one; the journal's column is nullable)."""
+    assert start.kiosk is not None
+    return start.kiosk
+
+
 def _register(kiosk: Kiosk) -> list[str]:
     """The register's lock key, when the kiosk has one to call (an empty address is no device: its key would
     be shared by every kiosk without one)."""
@@ -98,29 +104,32 @@ def _terminal(kiosk: Kiosk) -> list[str]:
 
 
 def _register_locks(start: Event) -> list[str]:
-    return _register(start.kiosk)
+    return _register(_kiosk(start))
 
 
 def _close_locks(start: Event) -> list[str]:
     # close_shift: the sale lock (no payment in progress), the settlement hook (terminal), the register.
-    return [sale_lock_key(start.kiosk), *_terminal(start.kiosk), *_register(start.kiosk)]
+    kiosk = _kiosk(start)
+    return [sale_lock_key(kiosk), *_terminal(kiosk), *_register(kiosk)]
 
 
 def _settle_locks(start: Event) -> list[str]:
-    kiosk = start.kiosk
+    kiosk = _kiosk(start)
     return [*_terminal(kiosk), *(_register(kiosk) if kiosk.print_slips else [])]  # the slip is printed after
 
 
 def _connection_locks(start: Event) -> list[str]:
-    return [*_register(start.kiosk), *_terminal(start.kiosk)]  # iiko needs no lock
+    kiosk = _kiosk(start)
+    return [*_register(kiosk), *_terminal(kiosk)]  # iiko needs no lock
 
 
 def _terminal_locks(start: Event) -> list[str]:
-    return _terminal(start.kiosk)
+    return _terminal(_kiosk(start))
 
 
 def _correction_locks(start: Event) -> list[str]:
-    return [sale_lock_key(start.kiosk), *_register(start.kiosk)]
+    kiosk = _kiosk(start)
+    return [sale_lock_key(kiosk), *_register(kiosk)]
 
 
 def _no_locks(start: Event) -> list[str]:
@@ -163,13 +172,13 @@ class JobKind:
 
 # --- handlers: each returns (ok, message for the manager, data kept in the journal) -------------
 def _open(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    shift = open_shift(start.kiosk, user=start.user)
+    shift = open_shift(_kiosk(start), user=start.user)
     return True, f"Смена №{shift.number} открыта", {"shift_id": shift.pk}
 
 
 def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
     try:
-        shift = close_shift(start.kiosk, user=start.user, reason="вручную")
+        shift = close_shift(_kiosk(start), user=start.user, reason="вручную")
     except DeviceBusy:
         return False, "На киоске идёт оплата заказа: смена не закрыта. Повторите через минуту.", {}
     if shift is None:
@@ -178,14 +187,15 @@ def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _xreport(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    if not Shift.objects.filter(kiosk=start.kiosk, state=Shift.State.OPEN).exists():
+    if not Shift.objects.filter(kiosk=_kiosk(start), state=Shift.State.OPEN).exists():
         return False, "Смена закрыта: X-отчёт печатается только при открытой смене", {}
-    op = x_report(start.kiosk, user=start.user)
+    op = x_report(_kiosk(start), user=start.user)
     return True, "X-отчёт напечатан", {"operation": str(op.uuid)}
 
 
 def _settle(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    settlement = settle(start.kiosk, current_shift(start.kiosk), user=start.user)
+    kiosk = _kiosk(start)
+    settlement = settle(kiosk, current_shift(kiosk), user=start.user)
     if settlement is None:
         return False, "У киоска нет банковского терминала", {}
     ok = settlement.state == settlement.State.OK
@@ -194,7 +204,7 @@ def _settle(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 def _check(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """The register's full state (web server, paper, cover, FN, queue, OFD) stored for the KKT block."""
-    kiosk = start.kiosk
+    kiosk = _kiosk(start)
     report = check_register(kiosk)
     summary: dict[str, Any] = {"problems": list(report.get("problems") or [])}
     fn = report.get("fn") or {}
@@ -216,7 +226,7 @@ def _check(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 def _connection(start: Event) -> tuple[bool, str, dict[str, Any]]:
     """The admin's «Проверить связь»: register, terminal and iiko, one plain-Russian line each."""
-    lines = check_connection(start.kiosk)
+    lines = check_connection(_kiosk(start))
     failed = [line.device for line in lines if line.state == BAD]
     message = f"Есть проблемы: {', '.join(failed)}" if failed else "Связь в порядке"
     return not failed, message, {"devices": [line.as_dict() for line in lines]}
@@ -236,7 +246,7 @@ def _resend(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 def _print_receipt(start: Event) -> tuple[bool, str, dict[str, Any]]:
     document = FiscalDocument.objects.get(pk=start.data["document_id"])
-    kiosk = start.kiosk
+    kiosk = _kiosk(start)
     if kiosk.fn_number and document.fn_number != kiosk.fn_number:
         return False, f"ФД {document.fd_number} хранится в прежнем ФН {document.fn_number}: копию не напечатать", {}
     with register_session(kiosk, purpose=f"{kiosk.code}: копия ФД {document.fd_number}") as session:
@@ -249,7 +259,7 @@ def _print_slip(start: Event) -> tuple[bool, str, dict[str, Any]]:
     op = CardOperation.objects.get(pk=start.data["card_operation_id"])
     if not op.slip:
         return False, "У операции нет слипа", {}
-    kiosk = start.kiosk
+    kiosk = _kiosk(start)
     with register_session(kiosk, purpose=f"{kiosk.code}: копия слипа") as session:
         session.run({"type": "nonFiscal", "items": slip_items(op.slip)}, reference=f"slip-copy:{op.pk}")
     return True, "Копия слипа напечатана", {"card_operation": op.op_id}
@@ -384,9 +394,9 @@ def run_job(job_id: int) -> JobRun:
     if Event.objects.filter(object_ref=f"job:{job_id}").exists():
         return JobRun.of("already done", started)  # a broker re-delivery: the outcome is already journaled
     spec = KINDS[start.data["job"]]
-    held, busy_key, busy = _claim(spec.locks(start), purpose=f"{start.kiosk.code}: {spec.label} (панель)")
-    if busy_key == sale_lock_key(start.kiosk) and spec.during_sale:
-        record_event(FAILED, kiosk=start.kiosk, user=start.user, object_ref=f"job:{job_id}",
+    held, busy_key, busy = _claim(spec.locks(start), purpose=f"{_kiosk(start).code}: {spec.label} (панель)")
+    if busy_key == sale_lock_key(_kiosk(start)) and spec.during_sale:
+        record_event(FAILED, kiosk=_kiosk(start), user=start.user, object_ref=f"job:{job_id}",
                      message=spec.during_sale, data={"busy": busy})
         return JobRun.of("failed", started, busy)
     if busy_key:
@@ -399,9 +409,9 @@ def run_job(job_id: int) -> JobRun:
     finally:
         for key in reversed(held):
             release(key)
-    record_event(DONE if ok else FAILED, kiosk=start.kiosk, user=start.user, object_ref=f"job:{job_id}",
+    record_event(DONE if ok else FAILED, kiosk=_kiosk(start), user=start.user, object_ref=f"job:{job_id}",
                  message=message, data=data)
-    resume_due_jobs(kiosk=start.kiosk, wake=True)  # jobs that waited for this one's devices: their turn
+    resume_due_jobs(kiosk=_kiosk(start), wake=True)  # jobs that waited for this one's devices: their turn
     return JobRun.of("ok" if ok else "failed", started)
 
 
@@ -426,7 +436,7 @@ def _claim(keys: list[str], purpose: str) -> tuple[list[str], str, str]:
             continue
         for taken in reversed(held):
             release(taken)
-        row = DeviceLock.objects.filter(key=key).values("holder", "purpose").first() or {}
+        row = DeviceLock.objects.filter(key=key).values("holder", "purpose").first() or {"holder": "", "purpose": ""}
         return [], key, row.get("purpose") or row.get("holder") or "другая операция"
     return held, "", ""
 
@@ -436,7 +446,7 @@ def _defer(start: Event, busy: str, started: float) -> JobRun:
     now = timezone.now()
     if (now - start.created_at).total_seconds() >= settings.PANEL_JOB_DEVICE_WAIT:
         minutes = max(1, settings.PANEL_JOB_DEVICE_WAIT // 60)
-        record_event(FAILED, kiosk=start.kiosk, user=start.user, object_ref=f"job:{start.pk}",
+        record_event(FAILED, kiosk=_kiosk(start), user=start.user, object_ref=f"job:{start.pk}",
                      message=(f"Устройство было занято дольше {minutes} мин ({busy}): задание не выполнено. "
                               "Повторите, когда киоск освободится."), data={"busy": busy})
         return JobRun.of("failed", started, busy)
@@ -447,7 +457,7 @@ def _defer(start: Event, busy: str, started: float) -> JobRun:
         **waiting, "deferred": deferred, "busy": busy, "retry_at": (now + timedelta(seconds=delay)).isoformat(),
     })
     log.info("panel job %s (%s) kiosk=%s waits for its device (%s), again in %.0f s", start.pk,
-             start.data.get("job"), start.kiosk.code, busy, delay)
+             start.data.get("job"), _kiosk(start).code, busy, delay)
     return JobRun.of("deferred", started, busy)
 
 
@@ -551,9 +561,9 @@ def job_state(start: Event) -> JobState:
     for op in FiscalOperation.objects.filter(**window).order_by("id")[:20]:
         label = f"ККТ: {TASK_LABELS.get(op.task_type, op.task_type)}"
         state.steps.append(Step(op.created_at, label, op.get_state_display(), _OP_CSS.get(op.state, "")))
-    for op in CardOperation.objects.filter(**window).order_by("id")[:20]:
-        state.steps.append(Step(op.created_at, f"Терминал: {op.get_kind_display()}", op.get_state_display(),
-                                _OP_CSS.get(op.state, "")))
+    for card_op in CardOperation.objects.filter(**window).order_by("id")[:20]:
+        state.steps.append(Step(card_op.created_at, f"Терминал: {card_op.get_kind_display()}",
+                                card_op.get_state_display(), _OP_CSS.get(card_op.state, "")))
     state.steps.sort(key=lambda step: step.at)
     if not state.finished:
         keys = [register_lock_key(kiosk), sale_lock_key(kiosk)]
@@ -577,7 +587,7 @@ def running_jobs(kinds: tuple[str, ...], **where: Any) -> dict[int, list[Event]]
     running: dict[int, list[Event]] = {}
     for start in starts:
         if f"job:{start.pk}" not in finished and not _overdue(start, now):
-            running.setdefault(start.kiosk_id, []).append(start)
+            running.setdefault(cast(int, start.kiosk_id), []).append(start)  # a job always has a kiosk
     return running
 
 

@@ -32,7 +32,7 @@ def outcome(state: JobState, scope) -> dict[str, Any]:
         result["block"] = blocks[0] if blocks else None
     elif state.start.object_ref.startswith("order:"):
         result["order"] = scope.orders().filter(pk=state.start.object_ref.removeprefix("order:")).first()
-    shift = Shift.objects.select_related("kiosk").filter(pk=data.get("shift_id")).first() if data.get(
+    shift = Shift.objects.select_related("kiosk").filter(pk=data["shift_id"]).first() if data.get(
         "shift_id") else None
     result["shift"] = shift
     if state.kind == "shift_close" and shift is not None and not shift.is_open:

@@ -172,11 +172,11 @@ def order_issues(order: OrderFacts) -> list[str]:
     if order.status in PAID_FINAL:
         if not sold:
             issues.append("Оплачен, но чека прихода нет")
-        elif order.sell.total is not None and order.sell.total != order.total:
+        elif order.sell is not None and order.sell.total is not None and order.sell.total != order.total:
             issues.append(f"Чек прихода на {order.sell.total} ₽, заказ на {order.total} ₽")
         if not charged:
             issues.append("Чек пробит, но одобренной оплаты картой нет")
-        elif order.sale.amount != order.total:
+        elif order.sale is not None and order.sale.amount != order.total:
             issues.append(f"Оплата {order.sale.amount} ₽, заказ на {order.total} ₽")
         if annulled:
             issues.append("Оплата одобрена, а чек прихода аннулирован")
@@ -202,7 +202,7 @@ def order_issues(order: OrderFacts) -> list[str]:
             issues.append(f"Возврат {refund.amount} ₽ без чека возврата прихода")
         elif refund.receipt.total is not None and refund.receipt.total != refund.amount:
             issues.append(f"Чек возврата на {refund.receipt.total} ₽, а возврат на {refund.amount} ₽")
-    paid = order.sale.amount if charged else ZERO
+    paid = order.sale.amount if charged and order.sale is not None else ZERO
     if refunded > paid:
         issues.append(f"Возвращено {refunded} ₽ — больше, чем оплачено ({paid} ₽)")
     return issues
@@ -273,7 +273,9 @@ def _doc_row(state: str | None, total: Any) -> Doc | None:
 
 
 def _card_row(state: str | None, kopecks: int | None) -> Card | None:
-    return Card(state, (Decimal(kopecks) / 100).quantize(CENT)) if state is not None else None
+    if state is None or kopecks is None:  # no card operation: the join's NULLs (its amount is never NULL)
+        return None
+    return Card(state, (Decimal(kopecks) / 100).quantize(CENT))
 
 
 def shift_order_facts(shift) -> list[tuple[Any, str, OrderFacts]]:

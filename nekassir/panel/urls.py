@@ -5,6 +5,9 @@ limited to that kiosk and need its PIN (``embed_view``). Names: ``panel:<name>``
 ``panel:embed_<name>``; ``Scope.url`` picks the right one.
 """
 
+from collections.abc import Callable
+
+from django.http import HttpResponse
 from django.urls import path
 
 from nekassir.panel.access import embed_view, manager_view
@@ -13,7 +16,7 @@ from nekassir.panel.views import alerts, connection, embed, jobs, orders, shifts
 app_name = "panel"
 
 # (route, view, name, kiosk-scoped: its manager route starts with kiosks/<code>/)
-SHARED = [
+SHARED: list[tuple[str, Callable[..., HttpResponse], str, bool]] = [
     ("orders/", venue.orders, "orders", False),
     ("orders/<uuid:order_id>/", orders.order, "order", False),
     ("orders/<uuid:order_id>/refund/", orders.refund, "refund", False),

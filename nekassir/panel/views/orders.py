@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from core.locks import DeviceBusy, device_lock
 from fiscal.models import FiscalDocument, Shift
@@ -55,8 +56,8 @@ def order_context(scope: Scope, order: Order) -> dict:
         line.free_marks = free.get(line.pk, [])  # type: ignore[attr-defined]  # for the template
     for refund in refunds:  # the codes each refund took back (no query per refund)
         refund.returned_marks = [m for m in marks if m.refund_id == refund.pk]  # type: ignore[attr-defined]
-        line.remaining = remaining.get(line.pk, Decimal("0"))
-        line.step = "1" if line.unit == "piece" else "0.001"
+        line.remaining = remaining.get(line.pk, Decimal("0"))  # type: ignore[attr-defined]  # for the template
+        line.step = "1" if line.unit == "piece" else "0.001"  # type: ignore[attr-defined]  # for the template
     documents = [d for d in (getattr(order.sell_operation, "document", None),
                              getattr(order.annul_operation, "document", None)) if d is not None]
     documents += [r.return_operation.document for r in refunds
@@ -66,7 +67,8 @@ def order_context(scope: Scope, order: Order) -> dict:
         card_ops = list(CardOperation.objects.filter(Q(pk=order.card_sale_id) | Q(original_id=order.card_sale_id))
                         .select_related("resolved_by").order_by("id"))
     for op in card_ops:  # an unknown money operation blocks the terminal until someone resolves it
-        op.resolvable = op.state == CardOperation.State.UNKNOWN and op.kind in RESOLVABLE_KINDS
+        op.resolvable = (  # type: ignore[attr-defined]  # for the template
+            op.state == CardOperation.State.UNKNOWN and op.kind in RESOLVABLE_KINDS)
     return {
         "order": order,
         "lines": lines,
@@ -98,8 +100,14 @@ def order(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     })
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request seen by django-htmx's middleware (its documented way to type ``request.htmx``)."""
+
+    htmx: HtmxDetails
+
+
 @require_GET
-def refunds(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
+def refunds(request: HtmxHttpRequest, scope: Scope, order_id) -> HttpResponse:
     """The refunds section, polled while a refund is in flight (286 once none is)."""
     current = _order(scope, order_id)
     context = {"scope": scope, **order_context(scope, current)}
@@ -107,11 +115,12 @@ def refunds(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     return render(request, "panel/order.html#refunds", context, status=status if request.htmx else 200)
 
 
-def _quantities(request: HttpRequest, order: Order) -> dict[int, str]:
+def _quantities(request: HttpRequest, order: Order) -> dict[int | str, str]:
     if request.POST.get("full"):
         return {line_id: str(q) for line_id, q in _refundable(order).items() if q > 0}
-    quantities = {}
-    for name, raw in request.POST.items():
+    quantities: dict[int | str, str] = {}
+    for name in request.POST:
+        raw = request.POST[name]  # what items() gives: the last value
         if not name.startswith("qty_") or not raw.strip():
             continue
         line_id = name.removeprefix("qty_")

@@ -63,20 +63,22 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
     ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(page_number(request.GET, "receipts"))
     for document in receipts:
         op = document.operation
-        document.order = None
+        found = None
         if op is not None:
             for attr in ("sold_order", "annulled_order"):
-                document.order = document.order or getattr(op, attr, None)
+                found = found or getattr(op, attr, None)
             refund = getattr(op, "refund", None)
-            document.order = document.order or (refund.order if refund is not None else None)
+            found = found or (refund.order if refund is not None else None)
             correction = getattr(op, "correction", None)
-            document.corrects = correction.shift if correction is not None else None
+            # order and corrects: attributes for the template
+            document.corrects = correction.shift if correction is not None else None  # type: ignore[attr-defined]
+        document.order = found  # type: ignore[attr-defined]
     reconciliation = reconcile_shift(current)
     orders = Paginator(Order.objects.filter(shift=current).select_related("kiosk").only(*ORDER_ROW)
                        .order_by("created_at", "pk"), ON_PAGE).get_page(page_number(request.GET, "page"))
     issues = reconciliation.issues
     for order in orders:
-        order.issues = issues.get(order.pk, [])
+        order.issues = issues.get(order.pk, [])  # type: ignore[attr-defined]  # for the template
     settlements = list(Settlement.objects.filter(shift=current).select_related("operation").order_by("id"))
     state = shown_job(request, scope)
     return {
