@@ -19,7 +19,7 @@ from iiko import emulator as demo
 from marking.emulator import DEMO_TOKEN
 from marking.models import MarkedProduct, MarkingCheck
 from nekassir import checkout_marks
-from nekassir.checkout import run_checkout
+from nekassir.checkout import resume_due_orders, run_checkout
 from nekassir.models import Order, OrderMark
 from payments.settlement import settle_before_close
 from tests.threads import run_in_threads
@@ -295,3 +295,14 @@ def test_a_declined_card_annuls_with_the_codes_returned_and_frees_them(client, m
     again.refresh_from_db()
     assert again.status == Order.Status.COMPLETED, again.error_message
     assert imc_codes(documents(marked, "sell")[-1]) == codes
+
+
+def test_recovery_resumes_an_order_left_at_the_marks_step(client, marked, queued_only, monkeypatch):
+    codes = mint(marked)
+    order = place(client, marked, codes)
+    assert order.step == Order.Step.MARKS  # its job never ran (the process died with it queued)
+    monkeypatch.setattr(Conf, "SYNC", True)  # the device cluster is back: jobs run
+    assert resume_due_orders(everything=True) == 1
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED, order.error_message
+    assert imc_codes(documents(marked, "sell")[0]) == codes
