@@ -68,6 +68,7 @@ def test_the_refund_form_lists_the_units_and_a_refund_shows_the_codes_that_went_
     first, second = water.marks.order_by("unit")
     html = page(manager_client, order)
     assert f'name="mark_{water.pk}" value="{first.pk}"' in html and f'value="{second.pk}"' in html
+    assert f'step="1" name="qty_{water.pk}" data-max="2"' in html  # the quantity box beside them
     answer = manager_client.post(f"/orders/{order.pk}/refund/", {
         f"qty_{water.pk}": "1", f"mark_{water.pk}": [str(first.pk)], "to_card": "on", "after": "0",
     })

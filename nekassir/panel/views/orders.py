@@ -54,10 +54,10 @@ def order_context(scope: Scope, order: Order) -> dict:
     for line in lines:
         # the line's marked units (issue 13) that may still go back, for the refund form
         line.free_marks = free.get(line.pk, [])  # type: ignore[attr-defined]  # for the template
-    for refund in refunds:  # the codes each refund took back (no query per refund)
-        refund.returned_marks = [m for m in marks if m.refund_id == refund.pk]  # type: ignore[attr-defined]
         line.remaining = remaining.get(line.pk, Decimal("0"))  # type: ignore[attr-defined]  # for the template
         line.step = "1" if line.unit == "piece" else "0.001"  # type: ignore[attr-defined]  # for the template
+    for refund in refunds:  # the codes each refund took back (no query per refund)
+        refund.returned_marks = [m for m in marks if m.refund_id == refund.pk]  # type: ignore[attr-defined]
     documents = [d for d in (getattr(order.sell_operation, "document", None),
                              getattr(order.annul_operation, "document", None)) if d is not None]
     documents += [r.return_operation.document for r in refunds
