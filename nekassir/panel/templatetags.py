@@ -9,6 +9,8 @@ from decimal import Decimal
 from django import template
 from django.urls import reverse
 from django.utils.formats import number_format
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from core.gs1 import GS, short_code
 from nekassir.panel.access import READ, REFUND
@@ -71,10 +73,13 @@ def mark_short(code: str) -> str:
     return short_code(code or "")
 
 
+GS_MARK = '<span class="gs" title="разделитель GS (ASCII 29)">GS</span>'
+
+
 @register.filter
 def mark_full(code: str) -> str:
-    """A marking code exactly as scanned, its GS separators shown as ␝ (they print nothing)."""
-    return (code or "").replace(GS, "␝")
+    """A marking code exactly as scanned, each GS separator (it prints nothing) shown as a marked «GS»."""
+    return mark_safe(GS_MARK.join(escape(part) for part in (code or "").split(GS)))  # noqa: S308 - parts escaped
 
 
 @register.filter

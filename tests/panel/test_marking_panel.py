@@ -13,6 +13,7 @@ from iiko import emulator as demo
 from marking.emulator import DEMO_TOKEN
 from marking.models import MarkedProduct
 from nekassir.models import Order, OrderMark, Refund
+from nekassir.panel.templatetags import GS_MARK
 from tests.venue import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,7 +58,7 @@ def test_the_order_page_shows_each_code_short_and_in_full_with_its_checks(manage
     assert rows == 2 and html.count('data-state="sold"') >= 2
     for raw in codes:
         assert short_code(raw) in html  # GTIN · serial in the list
-        assert html_lib.escape(raw.replace(GS, "␝")) in html  # the whole code, GS shown, in the <details>
+        assert GS_MARK.join(html_lib.escape(p) for p in raw.split(GS)) in html  # the whole code, GS marked
     assert "можно продать" in html and "принят" in html  # the check service's and the register's verdicts
     assert "Проверены службой проверки и ККТ" in html
 
