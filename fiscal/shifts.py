@@ -151,7 +151,7 @@ def _close(session: RegisterSession, *, before_close: BeforeClose, user=None, re
     current = read_status(session)
     if current.state == "closed":
         return None
-    hook_results = before_close(kiosk, current.shift) or {}
+    settled = before_close(kiosk, current.shift) or {}
     totals = _register_totals(session)
     try:
         op = session.run({"type": "closeShift", **_operator_fields(kiosk)}, reference="shift:close")
@@ -162,7 +162,7 @@ def _close(session: RegisterSession, *, before_close: BeforeClose, user=None, re
     shift = shift_records.mark_closed(kiosk, op, totals)
     record_event("fiscal.shift.closed", kiosk=kiosk, user=user, object_ref=f"shift:{shift.pk}",
                  message=f"Смена №{shift.number} закрыта ({reason})",
-                 data={"fd": op.fd_number, "reason": reason, **hook_results})
+                 data={"fd": op.fd_number, "reason": reason, **settled})
     return shift
 
 

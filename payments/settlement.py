@@ -93,7 +93,8 @@ def _journal(kiosk: Kiosk, settlement: Settlement, user) -> None:
 
 
 def settle_before_close(kiosk: Kiosk, shift: Shift | None) -> dict[str, Any]:
-    """``fiscal.shifts.PRE_CLOSE_HOOKS`` entry: settle first, never stop the close."""
+    """The `before_close` the top floor hands down to every register close (``nekassir.shift_closing``,
+    ``fiscal.shifts.ensure_open``): settle first, never stop the close."""
     settlement = settle(kiosk, shift)
     if settlement is None:
         return {}

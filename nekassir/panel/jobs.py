@@ -108,7 +108,7 @@ def _register_locks(start: Event) -> list[str]:
 
 
 def _close_locks(start: Event) -> list[str]:
-    # close_shift: the sale lock (no payment in progress), the settlement hook (terminal), the register.
+    # close_shift: the sale lock (no payment in progress), the settlement handed down (terminal), the register.
     kiosk = _kiosk(start)
     return [sale_lock_key(kiosk), *_terminal(kiosk), *_register(kiosk)]
 
