@@ -1,9 +1,12 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
 
 from core.addresses import without_credentials
-from core.models import DeviceLock, Event, Kiosk
+from core.admin import RussianAdmin
+from core.models import Kiosk
 from nekassir.admin_secrets import SecretFieldsForm
 
 
@@ -39,7 +42,7 @@ class KioskForm(SecretFieldsForm):
 
 
 @admin.register(Kiosk)
-class KioskAdmin(admin.ModelAdmin):
+class KioskAdmin(RussianAdmin):
     form = KioskForm
     list_display = ("code", "name", "active", "has_register", "atol_address", "terminal_transport",
                     "register_ready", "terminal_ready")
@@ -53,29 +56,14 @@ class KioskAdmin(admin.ModelAdmin):
         return without_credentials(kiosk.atol_url, mark="***")  # plain text: a link would carry the address
 
 
-@admin.register(DeviceLock)
-class DeviceLockAdmin(admin.ModelAdmin):
-    list_display = ("shown_key", "holder", "purpose", "acquired_at", "expires_at")
-    readonly_fields = ("shown_key", "holder", "purpose", "acquired_at", "expires_at")
-    exclude = ("key",)
-
-    @admin.display(description="ключ", ordering="key")
-    def shown_key(self, lock: DeviceLock) -> str:
-        return without_credentials(lock.key, mark="***")  # a row keyed before keys were cleaned (issue 16)
+class GroupAdmin(RussianAdmin, auth_admin.GroupAdmin):
+    accusative = "группу"  # Django's own name is «группа»: «Добавить группу», «Выберите группу для изменения»
 
 
-@admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "action", "kiosk", "user", "message")
-    list_filter = ("action", "kiosk")
-    search_fields = ("message", "object_ref")
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the journal is history: never edited
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+admin.site.unregister(Group)
+admin.site.register(Group, GroupAdmin)
 
 
-# The service menu's models (orders, refunds, tokens, iiko) are registered there.
+# The device locks and the journal are registered in core/admin.py; the service menu's models (orders,
+# refunds, tokens, iiko) in nekassir/panel/admin_registrations.py.
 import nekassir.panel.admin_registrations  # noqa: E402,F401

@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 
 from core.addresses import without_credentials
+from core.admin import HistoryAdmin, RussianAdmin
 from core.models import IikoConnection, KioskToken
 from nekassir.admin_secrets import SecretFieldsForm
 from nekassir.models import IikoAttempt, Order, OrderLine, OrderModifier, Refund
@@ -57,7 +58,7 @@ ORDER_READONLY = tuple(
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(RussianAdmin):
     list_display = ("number", "created_at", "kiosk", "status", "total", "iiko_number")
     list_filter = ("status", "kiosk", "order_type")
     search_fields = ("number", "id", "iiko_number")
@@ -74,7 +75,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrderModifier)
-class OrderModifierAdmin(admin.ModelAdmin):
+class OrderModifierAdmin(RussianAdmin):
     list_display = ("line", "receipt_name", "price", "quantity", "amount")
     readonly_fields = ("line", "position", "product_id", "group_id", "name", "receipt_name", "price", "quantity",
                        "vat", "amount")
@@ -87,7 +88,8 @@ class OrderModifierAdmin(admin.ModelAdmin):
 
 
 @admin.register(IikoAttempt)
-class IikoAttemptAdmin(admin.ModelAdmin):
+class IikoAttemptAdmin(HistoryAdmin):
+    accusative = "попытку передачи в iiko"
     list_display = ("created_at", "order", "iiko_order_id", "state", "iiko_number")
     list_filter = ("state",)
     search_fields = ("iiko_order_id", "order__number", "correlation_id")
@@ -95,18 +97,11 @@ class IikoAttemptAdmin(admin.ModelAdmin):
     readonly_fields = ("order", "iiko_order_id", "as_delivery", "state", "correlation_id", "request", "responses",
                        "error_message", "iiko_number", "iiko_status", "created_at", "sent_at", "finished_at")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(HistoryAdmin):
+    """A refund is made from the order page, where it is validated and locked; here it is only read."""
+
     list_display = ("created_at", "order", "kiosk", "state", "amount", "to_card", "cancel_in_iiko", "created_by")
     list_filter = ("state", "kiosk", "to_card", "cancel_in_iiko")
     search_fields = ("order__number",)
@@ -115,18 +110,9 @@ class RefundAdmin(admin.ModelAdmin):
                        "card_operation", "return_operation", "iiko_state", "message", "created_by", "created_at",
                        "finished_at")
 
-    def has_add_permission(self, request):
-        return False  # a refund is made from the order page, where it is validated and locked
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(KioskToken)
-class KioskTokenAdmin(admin.ModelAdmin):
+class KioskTokenAdmin(RussianAdmin):
     """Tokens are issued by ``manage.py demo`` / the API tooling and only shown once; here they are revoked."""
 
     list_display = ("prefix", "kiosk", "created_at", "revoked_at")
@@ -156,7 +142,7 @@ class IikoConnectionForm(SecretFieldsForm):
 
 
 @admin.register(IikoConnection)
-class IikoConnectionAdmin(admin.ModelAdmin):
+class IikoConnectionAdmin(RussianAdmin):
     form = IikoConnectionForm
     list_display = ("name", "address", "created_at")
 
@@ -166,7 +152,7 @@ class IikoConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(admin.ModelAdmin):
+class LogEntryAdmin(HistoryAdmin):
     """Who changed what in the admin (Django records it); history, so read-only."""
 
     list_display = ("action_time", "user", "content_type", "object_repr", "action_flag", "change_message")
@@ -174,12 +160,3 @@ class LogEntryAdmin(admin.ModelAdmin):
     search_fields = ("object_repr", "change_message", "user__username")
     list_select_related = ("user", "content_type")
     date_hierarchy = "action_time"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
