@@ -144,7 +144,7 @@ class Kiosk(models.Model):
         help_text="Хранится только хеш; задаётся командой или в админке.",
     )
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
 
     SECRET_FIELDS = ("atol_password", "kkm_password")
 
@@ -196,11 +196,11 @@ class DeviceLock(models.Model):
     See ``core.locks``.
     """
 
-    key = models.CharField(max_length=255, unique=True)
-    holder = models.CharField(max_length=255, blank=True)
-    purpose = models.CharField(max_length=255, blank=True)
-    acquired_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    key = models.CharField("ключ", max_length=255, unique=True)
+    holder = models.CharField("кем занята", max_length=255, blank=True)
+    purpose = models.CharField("для чего", max_length=255, blank=True)
+    acquired_at = models.DateTimeField("занята", null=True, blank=True)
+    expires_at = models.DateTimeField("срок истекает", null=True, blank=True)
 
     class Meta:
         verbose_name = "блокировка устройства"
@@ -214,15 +214,17 @@ class DeviceLock(models.Model):
 class Event(models.Model):
     """The event journal: every status change and every manual action, with who did it."""
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    kiosk = models.ForeignKey(Kiosk, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    created_at = models.DateTimeField("время", auto_now_add=True, db_index=True)
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="events")
     action = models.CharField("действие", max_length=64, help_text="Например fiscal.shift.opened")
     message = models.TextField("сообщение", blank=True)
-    data = models.JSONField(default=dict, blank=True)
+    data = models.JSONField("данные", default=dict, blank=True)
     user = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="nekassir_events"
+        "auth.User", verbose_name="пользователь", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="nekassir_events"
     )
-    object_ref = models.CharField(max_length=100, blank=True, db_index=True, help_text="shift:12, order:…")
+    object_ref = models.CharField("объект", max_length=100, blank=True, db_index=True, help_text="shift:12, order:…")
 
     class Meta:
         verbose_name = "событие"
@@ -261,7 +263,7 @@ class IikoConnection(models.Model):
     app_id = models.CharField("appId (v2)", max_length=64, blank=True)
     client_secret = models.CharField("clientSecret (v2)", max_length=256, blank=True)
     api_key = models.CharField("apiKey (v2)", max_length=256, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("создано", auto_now_add=True)
 
     SECRET_FIELDS = ("api_login", "client_secret", "api_key")
 
@@ -297,7 +299,7 @@ class KioskToken(models.Model):
 
     kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="tokens")
     prefix = models.CharField("начало токена", max_length=12, editable=False)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hash = models.CharField("хеш токена", max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField("выпущен", auto_now_add=True)
     revoked_at = models.DateTimeField("отозван", null=True, blank=True)
 

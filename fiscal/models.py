@@ -33,8 +33,8 @@ class FiscalOperation(models.Model):
 
     UNRESOLVED = (State.PENDING, State.SENT, State.UNKNOWN)
 
-    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="fiscal_operations")
+    uuid = models.UUIDField("uuid задания ATOL", default=uuid.uuid4, unique=True, editable=False)
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="fiscal_operations")
     task_type = models.CharField("задание", max_length=32)
     request = ExactJSONField("запрос", default=list)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
@@ -44,16 +44,16 @@ class FiscalOperation(models.Model):
     error_code = models.IntegerField("код ошибки", null=True, blank=True)
     error_kind = models.CharField("вид ошибки", max_length=32, blank=True)
     error_message = models.TextField("ошибка", blank=True)
-    fn_number = models.CharField(max_length=32, blank=True)
+    fn_number = models.CharField("ФН", max_length=32, blank=True)
     fd_number = models.PositiveIntegerField("ФД", null=True, blank=True)
     fpd = models.CharField("ФПД", max_length=32, blank=True)
     receipt_number = models.PositiveIntegerField("номер чека за смену", null=True, blank=True)
     shift_number = models.PositiveIntegerField("смена", null=True, blank=True)
     not_printed = models.BooleanField("не напечатан", default=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField("попыток отправки", default=0)
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+    sent_at = models.DateTimeField("отправлена", null=True, blank=True)
+    finished_at = models.DateTimeField("завершена", null=True, blank=True)
 
     class Meta:
         verbose_name = "операция ККТ"
@@ -76,7 +76,7 @@ class Shift(models.Model):
         OPEN = "open", "открыта"
         CLOSED = "closed", "закрыта"
 
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="shifts")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="shifts")
     fn_number = models.CharField("ФН", max_length=32)
     number = models.PositiveIntegerField("номер смены")
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.OPEN)
@@ -136,10 +136,12 @@ class FiscalDocument(models.Model):
 
     fn_number = models.CharField("ФН", max_length=32)
     fd_number = models.PositiveIntegerField("ФД")
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="fiscal_documents")
-    shift = models.ForeignKey(Shift, null=True, blank=True, on_delete=models.PROTECT, related_name="documents")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="fiscal_documents")
+    shift = models.ForeignKey(Shift, verbose_name="смена", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="documents")
     operation = models.OneToOneField(
-        FiscalOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="document"
+        FiscalOperation, verbose_name="операция ККТ", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="document"
     )
     doc_type = models.CharField("вид", max_length=32, choices=Type.choices)
     fpd = models.CharField("ФПД", max_length=32, blank=True)
@@ -148,8 +150,8 @@ class FiscalDocument(models.Model):
     total = models.DecimalField("сумма", max_digits=12, decimal_places=2, null=True, blank=True)
     registered_at = models.DateTimeField("дата и время документа", null=True, blank=True)
     printed = models.BooleanField("напечатан", default=True)
-    registration_number = models.CharField(max_length=32, blank=True)
-    fns_url = models.CharField(max_length=100, blank=True)
+    registration_number = models.CharField("РН ККТ", max_length=32, blank=True)
+    fns_url = models.CharField("адрес сайта ФНС", max_length=100, blank=True)
 
     class Meta:
         verbose_name = "фискальный документ"
@@ -194,11 +196,12 @@ class Correction(models.Model):
         SELF = "self", "самостоятельно"
         INSTRUCTION = "instruction", "по предписанию налогового органа"
 
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="corrections")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="corrections")
     shift = models.ForeignKey(Shift, on_delete=models.PROTECT, related_name="corrections",
                               verbose_name="смена, которую исправляет")
-    operation = models.OneToOneField(FiscalOperation, on_delete=models.PROTECT, related_name="correction")
-    job = models.OneToOneField(Event, null=True, blank=True, on_delete=models.PROTECT,
+    operation = models.OneToOneField(FiscalOperation, verbose_name="операция ККТ", on_delete=models.PROTECT,
+                                     related_name="correction")
+    job = models.OneToOneField(Event, verbose_name="действие в панели", null=True, blank=True, on_delete=models.PROTECT,
                                related_name="correction", help_text="действие в панели, которым он запрошен")
     kind = models.CharField("вид", max_length=32, choices=Kind.choices)
     basis = models.CharField("основание", max_length=16, choices=Basis.choices)
@@ -208,7 +211,7 @@ class Correction(models.Model):
     reason = models.TextField("почему")
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="fiscal_corrections", verbose_name="кто")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
 
     class Meta:
         verbose_name = "чек коррекции"

@@ -60,17 +60,17 @@ class MarkingCheck(models.Model):
         UNAVAILABLE = "unavailable", "служба недоступна"
         REFUSED = "refused", "служба отказала"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="marking_checks")
+    id = models.UUIDField("идентификатор", primary_key=True, default=uuid.uuid4, editable=False)
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="marking_checks")
     codes = models.JSONField("коды", default=list)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
     req_id = models.CharField("reqId", max_length=64, blank=True)
     req_timestamp = models.BigIntegerField("reqTimestamp (мс)", null=True, blank=True)
     answer = models.JSONField("ответ", null=True, blank=True)
     error = models.TextField("ошибка", blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+    sent_at = models.DateTimeField("отправлена", null=True, blank=True)
+    finished_at = models.DateTimeField("завершена", null=True, blank=True)
 
     class Meta:
         verbose_name = "проверка кодов маркировки"

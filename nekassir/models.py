@@ -45,9 +45,9 @@ class MeasurementUnit(models.TextChoices):
 class PickupCounter(models.Model):
     """The last pickup number given by a kiosk on a business day (see ``nekassir.numbers``)."""
 
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="pickup_counters")
-    business_date = models.DateField()
-    last_seq = models.PositiveIntegerField(default=0)
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="pickup_counters")
+    business_date = models.DateField("рабочий день")
+    last_seq = models.PositiveIntegerField("последний номер", default=0)
 
     class Meta:
         verbose_name = "счётчик номеров заказов"
@@ -113,7 +113,7 @@ class Order(models.Model):
     ACTIVE_STEPS = ACTIVE_STEPS  # every step but DONE
     ATTENTION = ATTENTION_STATUSES
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField("идентификатор", primary_key=True, default=uuid.uuid4, editable=False)
     kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="orders")
     number = models.CharField("номер", max_length=24, db_index=True, help_text="Номер для гостя, например K1-042.")
     business_date = models.DateField("день")
@@ -127,7 +127,7 @@ class Order(models.Model):
     email_or_phone = models.CharField("электронный чек на", max_length=64, blank=True)
     total = models.DecimalField("сумма", max_digits=12, decimal_places=2)
     request_body = models.JSONField("запрос киоска", editable=False)
-    body_hash = models.CharField(max_length=64, editable=False)
+    body_hash = models.CharField("хеш запроса киоска", max_length=64, editable=False)
     error_code = models.CharField("код ошибки", max_length=64, blank=True)
     error_message = models.CharField("сообщение для гостя", max_length=255, blank=True)
     # --- the checkout's persisted progress (each id saved before its device call) ---------------
@@ -196,7 +196,7 @@ class OrderLine(models.Model):
     ``amount`` = ``price`` × ``quantity`` rounded half-up to kopecks, modifiers not included.
     """
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    order = models.ForeignKey(Order, verbose_name="заказ", on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField("позиция")
     product_id = models.UUIDField("товар iiko")
     size_id = models.UUIDField("размер iiko", null=True, blank=True)
@@ -237,7 +237,8 @@ class OrderModifier(models.Model):
     ``vat`` is the modifier's own code, or the line's when the kiosk sent none.
     """
 
-    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="modifiers")
+    line = models.ForeignKey(OrderLine, verbose_name="позиция заказа", on_delete=models.CASCADE,
+                             related_name="modifiers")
     position = models.PositiveSmallIntegerField("позиция в строке")
     product_id = models.UUIDField("модификатор iiko")
     group_id = models.UUIDField("группа модификаторов iiko", null=True, blank=True)
@@ -287,8 +288,8 @@ class OrderMark(models.Model):
 
     ACTIVE = (State.RESERVED, State.SOLD)
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="marks")
-    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="marks")
+    order = models.ForeignKey(Order, verbose_name="заказ", on_delete=models.PROTECT, related_name="marks")
+    line = models.ForeignKey(OrderLine, verbose_name="позиция заказа", on_delete=models.CASCADE, related_name="marks")
     unit = models.PositiveSmallIntegerField("единица", help_text="1..количество в позиции")
     code = models.CharField("код маркировки", max_length=255, help_text="Как прочитал сканер, с GS.")
     gtin = models.CharField("GTIN", max_length=14)
@@ -301,8 +302,8 @@ class OrderMark(models.Model):
     refund = models.ForeignKey(
         "Refund", verbose_name="возврат", null=True, blank=True, on_delete=models.PROTECT, related_name="marks"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    updated_at = models.DateTimeField("изменён", auto_now=True)
 
     class Meta:
         verbose_name = "код маркировки в заказе"
@@ -330,20 +331,20 @@ class IikoAttempt(models.Model):
         SUCCESS = "success", "заказ создан"
         ERROR = "error", "ошибка"
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="iiko_attempts")
+    order = models.ForeignKey(Order, verbose_name="заказ", on_delete=models.PROTECT, related_name="iiko_attempts")
     iiko_order_id = models.CharField("id заказа в iiko", max_length=36, unique=True)
     as_delivery = models.BooleanField("как доставка-самовывоз", default=False)
     round = models.PositiveSmallIntegerField("круг", default=1)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
-    correlation_id = models.CharField(max_length=64, blank=True)
+    correlation_id = models.CharField("correlationId", max_length=64, blank=True)
     request = models.JSONField("запрос", default=dict)
     responses = models.JSONField("ответы", default=list)
     error_message = models.TextField("ошибка", blank=True)
     iiko_number = models.CharField("номер в iiko", max_length=32, blank=True)
     iiko_status = models.CharField("статус в iiko", max_length=32, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+    sent_at = models.DateTimeField("отправлена", null=True, blank=True)
+    finished_at = models.DateTimeField("завершена", null=True, blank=True)
 
     class Meta:
         verbose_name = "попытка передачи в iiko"
@@ -364,10 +365,10 @@ class PinAttempt(models.Model):
         WRONG = "wrong", "неверный"
         RIGHT = "right", "верный"
 
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="pin_attempts")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="pin_attempts")
     address = models.CharField("адрес клиента", max_length=64)
     outcome = models.CharField("итог", max_length=16, choices=Outcome.choices, default=Outcome.CHECKING)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("время", default=timezone.now)
 
     class Meta:
         verbose_name = "попытка ввода PIN"
@@ -395,27 +396,29 @@ class Refund(models.Model):
 
     ACTIVE = (State.CREATED, State.IN_PROGRESS, State.DONE, State.NEEDS_ATTENTION)
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="refunds")
+    order = models.ForeignKey(Order, verbose_name="заказ", on_delete=models.PROTECT, related_name="refunds")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="refunds")
     lines = models.JSONField("позиции и количества", default=dict)
     amount_kopecks = models.PositiveBigIntegerField("сумма, коп.")
     to_card = models.BooleanField("вернуть деньги на карту", default=True)
     cancel_in_iiko = models.BooleanField("отменить заказ в iiko", default=False)
     state = models.CharField("состояние", max_length=20, choices=State.choices, default=State.CREATED)
     card_operation = models.OneToOneField(
-        CardOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="refund"
+        CardOperation, verbose_name="операция терминала", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="refund"
     )
     return_operation = models.OneToOneField(
-        FiscalOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="refund",
+        FiscalOperation, verbose_name="чек возврата", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="refund",
         help_text="Чек возврата прихода этих позиций.",
     )
     iiko_state = models.CharField("отмена в iiko", max_length=64, blank=True)
     message = models.TextField("сообщение", blank=True)
     created_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
+        "auth.User", verbose_name="кто", null=True, blank=True, on_delete=models.PROTECT, related_name="refunds"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("создан", auto_now_add=True)
+    finished_at = models.DateTimeField("завершён", null=True, blank=True)
 
     class Meta:
         verbose_name = "возврат"

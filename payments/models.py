@@ -36,17 +36,18 @@ class CardOperation(models.Model):
     MONEY_KINDS = (Kind.SALE, Kind.CANCEL, Kind.REFUND, Kind.REVERSAL)
 
     op_id = models.CharField("наш id операции", max_length=40, unique=True)
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="card_operations")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="card_operations")
     kind = models.CharField("операция", max_length=16, choices=Kind.choices)
     state = models.CharField("состояние", max_length=16, choices=State.choices, default=State.PENDING)
     transport = models.CharField("подключение", max_length=20)
     amount_kopecks = models.PositiveBigIntegerField("сумма, коп.", default=0)
     original = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="follow_ups",
+        "self", verbose_name="исходная операция", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="follow_ups",
         help_text="Для отмены, возврата, аварийной отмены: исходная оплата.",
     )
     shift = models.ForeignKey(
-        Shift, null=True, blank=True, on_delete=models.PROTECT, related_name="card_operations",
+        Shift, verbose_name="смена", null=True, blank=True, on_delete=models.PROTECT, related_name="card_operations",
         help_text="Фискальная смена, открытая во время операции (для сверки).",
     )
     reference = models.CharField("к чему относится", max_length=100, blank=True, db_index=True)
@@ -58,12 +59,12 @@ class CardOperation(models.Model):
     bank_code = models.CharField("код банка", max_length=16, blank=True)
     message = models.TextField("сообщение", blank=True)
     slip = models.TextField("слип", blank=True)
-    raw_request = models.TextField(blank=True)
-    raw_response = models.TextField(blank=True)
+    raw_request = models.TextField("запрос к терминалу", blank=True)
+    raw_response = models.TextField("ответ терминала", blank=True)
     resolution = models.CharField("как разрешено", max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField("создана", auto_now_add=True)
+    sent_at = models.DateTimeField("отправлена", null=True, blank=True)
+    finished_at = models.DateTimeField("завершена", null=True, blank=True)
     # Recovery of an unknown operation: attempts so far and when it tries next (backoff).
     resolve_attempts = models.PositiveIntegerField("попыток автоматического разрешения", default=0)
     next_resolve_at = models.DateTimeField("следующая попытка разрешения", null=True, blank=True)
@@ -102,10 +103,12 @@ class Settlement(models.Model):
         FAILED = "failed", "не выполнена"
         SKIPPED = "skipped", "пропущена"
 
-    kiosk = models.ForeignKey(Kiosk, on_delete=models.PROTECT, related_name="settlements")
-    shift = models.ForeignKey(Shift, null=True, blank=True, on_delete=models.PROTECT, related_name="settlements")
+    kiosk = models.ForeignKey(Kiosk, verbose_name="киоск", on_delete=models.PROTECT, related_name="settlements")
+    shift = models.ForeignKey(Shift, verbose_name="смена", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="settlements")
     operation = models.ForeignKey(
-        CardOperation, null=True, blank=True, on_delete=models.PROTECT, related_name="settlements",
+        CardOperation, verbose_name="операция терминала", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="settlements",
         help_text="Последняя попытка.",
     )
     state = models.CharField("результат", max_length=16, choices=State.choices)
@@ -114,7 +117,7 @@ class Settlement(models.Model):
     totals = models.JSONField("итоги", null=True, blank=True)
     message = models.TextField("сообщение", blank=True)
     slip_printed = models.BooleanField("слип напечатан на ККТ", default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("время", auto_now_add=True)
 
     class Meta:
         verbose_name = "сверка итогов"

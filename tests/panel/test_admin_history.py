@@ -109,6 +109,14 @@ def test_every_model_is_named_in_russian_with_the_right_forms():
             assert not registered.has_add_permission(_request()), f"«Добавить {name}» in the admin ({label})"
 
 
+
+def test_every_field_has_a_russian_name():
+    """The admin's columns and labels: «Киоск», «Создана», never Django's «Kiosk», «Created at»."""
+    english = [f"{m._meta.label}.{f.name}" for m in apps.get_models() if m._meta.app_label in OUR_APPS
+               for f in m._meta.get_fields()
+               if getattr(f, "concrete", False) and not f.auto_created and f.verbose_name == f.name.replace("_", " ")]
+    assert english == []
+
 def _request():
     request = type("Request", (), {})()
     request.user = User(is_superuser=True, is_staff=True, is_active=True)
@@ -163,6 +171,7 @@ def test_a_live_lock_is_never_released(admin_client, history):
     lock.refresh_from_db()
     assert lock.holder == "host:1:1" and lock.expires_at is not None
     assert "не освобождена" in page and "ещё действует" in page
+    assert "Кем занята" in page and "Срок истекает" in page and "Holder" not in page
     assert not Event.objects.filter(action="core.lock.released").exists()
 
 
