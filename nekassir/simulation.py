@@ -2,18 +2,62 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
 
 FINAL = {"completed", "cancelled", "failed", "not_delivered", "needs_attention"}
+NO_ANSWER = "no_answer"  # an order whose POST or polling got no HTTP answer (the server went away)
+# Where ``make run`` (scripts/run.py) serves: this host, the port in PORT.
+SERVED_HOST, SERVED_PORT = "127.0.0.1", 8000
+PROBE_TIMEOUT = 5.0
+
+
+class ServerMissing(Exception):
+    """The kiosk API is not there to talk to; the message is one Russian line saying what is wrong."""
+
+
+def served_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The address ``make run`` serves with this environment (``PORT``, default 8000)."""
+    raw = environ.get("PORT", "").strip() or str(SERVED_PORT)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ServerMissing(f"PORT={raw!r}: нужен номер порта от 1 до 65535 (тот, на котором работает make run)")
+    return f"http://{SERVED_HOST}:{int(raw)}"
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def probe_server(base_url: str) -> None:
+    """Raises ``ServerMissing`` unless something answers HTTP at ``base_url``."""
+    try:
+        httpx.get(f"{base_url.rstrip('/')}/health/", timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise ServerMissing(f"Сервер {base_url} не отвечает ({_why(exc)}): запустите make run (с тем же PORT) "
+                            f"или укажите адрес в --url") from None
+
+
+def probe_kiosk_api(base_url: str, code: str, token: str) -> None:
+    """Raises ``ServerMissing`` unless ``base_url`` is the kiosk API of this database (it knows ``token``)."""
+    try:
+        answer = httpx.get(f"{base_url.rstrip('/')}/api/v1/orders/{uuid.UUID(int=0)}",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise ServerMissing(f"Сервер {base_url} не отвечает ({_why(exc)})") from None
+    if answer.status_code == 401:
+        raise ServerMissing(f"Сервер {base_url} не принял токен киоска {code}: он работает с другой базой данных, "
+                            f"чем эта команда (NEKASSIR_DATA_DIR, DATABASE_URL)")
+    if answer.status_code != 404 or not answer.headers.get("content-type", "").startswith("application/json"):
+        raise ServerMissing(f"По адресу {base_url} отвечает не API киосков Некассира (HTTP {answer.status_code})")
 
 
 class MarkingCodes:
@@ -80,14 +124,18 @@ def play(kiosk: SimulatedKiosk, base_url: str, orders: int, timeout: float, seed
         for _ in range(orders):
             body = random_order(kiosk.products, rng, kiosk.marking)
             started = time.monotonic()
-            answer = http.post("/api/v1/orders", json=body)
-            if answer.status_code not in (200, 201):
-                kiosk.results.append((f"http_{answer.status_code}", 0.0))
+            try:
+                answer = http.post("/api/v1/orders", json=body)
+                if answer.status_code not in (200, 201):
+                    kiosk.results.append((f"http_{answer.status_code}", 0.0))
+                    continue
+                status = answer.json()["status"]
+                while status not in FINAL and time.monotonic() - started < timeout:
+                    time.sleep(0.3)
+                    status = http.get(f"/api/v1/orders/{body['id']}").json()["status"]
+            except httpx.HTTPError:  # counted, not a thread's traceback
+                kiosk.results.append((NO_ANSWER, 0.0))
                 continue
-            status = answer.json()["status"]
-            while status not in FINAL and time.monotonic() - started < timeout:
-                time.sleep(0.3)
-                status = http.get(f"/api/v1/orders/{body['id']}").json()["status"]
             kiosk.results.append((status if status in FINAL else f"still_{status}", time.monotonic() - started))
 
 

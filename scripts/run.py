@@ -14,17 +14,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 MANAGE = [PY, str(ROOT / "manage.py")]
-HOST, PORT = "127.0.0.1", os.environ.get("PORT", "8000")
+# `manage.py simulate` goes to the same address by default (nekassir/simulation.py served_url reads PORT too).
+HOST, PORT = "127.0.0.1", os.environ.get("PORT", "").strip() or "8000"
 # Marked goods: the check service is the emulator `manage.py emulators` starts, with its demo key
 # (marking/emulator.py DEMO_TOKEN; tests/marking/test_marking_emulator.py keeps the two the same).
 MARKING_EMULATOR_TOKEN = "00000000-demo-0000-mark-000000000000"  # noqa: S105 - the emulator's public demo key
 
 
 def manage(*args: str) -> str:
-    return subprocess.run([*MANAGE, *args], check=True, cwd=ROOT, capture_output=True, text=True).stdout  # noqa: S603
+    done = subprocess.run([*MANAGE, *args], check=True, cwd=ROOT, capture_output=True, text=True)  # noqa: S603
+    if args[0] == "demo" and done.stderr:  # the demo's notes (a kiosk's address left as it was), passed on
+        print(done.stderr, end="", file=sys.stderr, flush=True)
+    return done.stdout
 
 
 def main() -> int:
+    if not PORT.isdigit() or not 1 <= int(PORT) <= 65535:
+        print(f"PORT={PORT!r}: нужен номер порта от 1 до 65535", file=sys.stderr)
+        return 2
     # Set before any child starts, so the web server, the clusters and the demo all see it (unless set already).
     emulator_host = os.environ.get("EMULATOR_HOST", "127.0.0.1")
     marking_port = os.environ.get("MARKING_EMULATOR_PORT", "8766")
@@ -55,7 +62,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     manager = demo["manager"]
     print(f"\nНекассир работает: http://{HOST}:{PORT}/", flush=True)
-    print(f"Вход: {manager['username']} / {manager['password']}", flush=True)
+    if manager["password"] is None:  # the demo does not change a password set by hand
+        print(f"Вход: {manager['username']} / пароль задан вручную (новый пароль демо: manage.py demo --reset)",
+              flush=True)
+    else:
+        print(f"Вход: {manager['username']} / {manager['password']}", flush=True)
     for kiosk in demo["kiosks"]:
         if kiosk.get("token"):
             print(f"Токен киоска {kiosk['code']}: {kiosk['token']}", flush=True)
