@@ -208,7 +208,7 @@ def _keep_credentials(credentials: dict[str, Any]) -> None:
 
 def addresses_elsewhere() -> list[str]:
     """Russian lines naming each demo device whose address is not this environment's emulator (the venue
-    is left as it is; ``demo --reset`` points it at them): a ``make run`` started with other ports."""
+    is left as it is: a ``make run`` started with other ports uses it; ``demo --reset`` points it here)."""
     lines = []
     connection = IikoConnection.objects.filter(name=DEMO_IIKO_NAME).first()
     if connection is not None and connection.base_url != emulator_url("iiko"):
@@ -224,8 +224,11 @@ def addresses_elsewhere() -> list[str]:
             devices.append(("DualConnector", kiosk.dc_url.rstrip("/"), emulator_url("dualconnector")))
         lines += [f"киоск {kiosk.code}, {name}: {url}, а эмулятор этого окружения — {ours}"
                   for name, url, ours in devices if url != ours]
-    return [f"Адрес не изменён ({line}); направить демо-заведение на эти эмуляторы: manage.py demo --reset"
-            for line in lines]
+    if not lines:
+        return []
+    return [f"Адрес не изменён ({line})" for line in lines] + [
+        "Так и нужно, если make run запущен с другими портами эмуляторов (*_EMULATOR_PORT): задайте их и здесь. "
+        "Направить демо-заведение на эмуляторы этого окружения: manage.py demo --reset"]
 
 
 # --- marking codes minted now, for the demo's kiosks and the soak ----------------------------------------
