@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from django.urls import path
 
 from nekassir.panel.access import embed_view, manager_view
-from nekassir.panel.views import alerts, connection, embed, jobs, orders, shifts, venue
+from nekassir.panel.views import alerts, connection, embed, jobs, orders, reports, shifts, venue
 
 app_name = "panel"
 
@@ -46,6 +46,11 @@ urlpatterns = [
     path("orders/<uuid:order_id>/card/not-charged/", manager_view(orders.card_not_charged), name="card_not_charged"),
     # A correction receipt answers to a named manager (who and why): not from a kiosk's PIN screen.
     path("shifts/<int:shift_id>/correction/", manager_view(shifts.correction), name="correction"),
+    # Reports for the accountant (issue 14): managers only, the embed has none. Other tools rely on these addresses.
+    path("reports/", manager_view(reports.reports), name="reports"),
+    path("reports/export.csv", manager_view(reports.export_csv), name="report_csv"),
+    path("reports/export.xlsx", manager_view(reports.export_xlsx), name="report_xlsx"),
+    path("reports/totals/", manager_view(reports.totals), name="report_totals"),  # the orders list's top block
     path("kiosk/<str:code>/service/", embed.home, name="embed_home"),
     path("kiosk/<str:code>/service/lock/", embed.lock, name="embed_lock"),
 ]

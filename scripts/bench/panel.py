@@ -8,7 +8,9 @@ over 300) and the small one (``nekassir_bench_10k``: 10,000 over 30), the same v
 shift). Each scale is measured in its own process (Django is configured for one database per process):
 Django's test client in-process, logged in as a superuser, DEBUG off, production static storage.
 Pages: the venue page, a closed shift from the middle of the history, an order of that shift, the
-Django admin changelist of that shift's orders, the order search and the journal.
+Django admin changelist of that shift's orders, the order search, the journal and the accountant's report of
+the last 30 days (issue 14). Then, in a fresh process of its own, the XLSX export of a year's orders (the
+whole history of the data: 300 days) read to the end, and that process's peak RSS (``ru_maxrss``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -101,7 +104,77 @@ def measure_scale(name: str, orders: int, shifts: int, repeat: int) -> dict[str,
         meta["vacuum_s"] = round(time.monotonic() - t0, 1)
         say(f"panel: {name} generated in {meta['seconds']} s (+ VACUUM ANALYZE {meta['vacuum_s']} s), "
             f"{meta['size_mib']} MiB")
-    return {"database": name, "orders": orders, "shifts": shifts, "meta": meta, "pages": time_pages(shifts, repeat)}
+    pages = time_pages(shifts, repeat)
+    return {"database": name, "orders": orders, "shifts": shifts, "meta": meta, "pages": pages,
+            "export_year_xlsx": export_in_own_process(name)}
+
+
+def export_in_own_process(name: str) -> dict[str, Any]:
+    """The year's XLSX export measured in a fresh process, so its peak RSS is the export's and Django's only."""
+    scale = next(key for key, (db, _, _) in SCALES.items() if db == name)
+    out = ROOT / "var" / "bench" / f"panel-export-{scale}.json"
+    out.unlink(missing_ok=True)
+    done = subprocess.run([PY, "-m", "scripts.bench.panel", "--export-xlsx", scale, "--out", str(out)],  # noqa: S603
+                          cwd=ROOT, check=False, timeout=3600)
+    if done.returncode != 0 or not out.exists():
+        return {"missing": f"exit {done.returncode}"}
+    return json.loads(out.read_text())
+
+
+def _rss_mib(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def export_year_xlsx(name: str) -> dict[str, Any]:
+    """Runs in its own process: GET /reports/export.xlsx?kind=orders for the 365 days up to today, the body
+    read block by block (never held whole), then the process's peak RSS."""
+    url = database_url(PG_URL, name)
+    os.environ.update(_env(url))
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from nekassir.models import Order
+
+    client = Client()
+    client.force_login(User.objects.get(username="bench"))
+    client.get(reverse("panel:home"))  # Django, the templates and the connection warmed up: the base line
+    before = _rss_mib()
+    today = timezone.localdate()
+    start = today - timezone.timedelta(days=364)
+    path = f"{reverse('panel:report_xlsx')}?kind=orders&from={start.isoformat()}&to={today.isoformat()}"
+    rows = Order.objects.filter(created_at__date__gte=start).count()
+    t0 = time.monotonic()
+    answer = client.get(path)
+    size = 0
+    if answer.status_code == 200:
+        for block in answer.streaming_content:
+            size += len(block)
+        answer.close()
+    seconds = time.monotonic() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result = {"path": path, "status": answer.status_code, "orders": rows, "bytes": size,
+              "seconds": round(seconds, 1), "rss_before_mib": before, "peak_rss_mib": round(peak, 1)}
+    say(f"  export_year_xlsx: {rows:,} orders, {size / 1024 / 1024:.1f} MiB in {seconds:.0f} s, "
+        f"peak RSS {peak:.0f} MiB (before {before:.0f} MiB)")
+    return result
+
+
+def _report_month(path: str | None) -> str | None:
+    """The accountant's report of the last 30 days (the data's last day is today): ~1/10 of the history."""
+    from django.utils import timezone
+
+    if path is None:
+        return None
+    today = timezone.localdate()
+    return f"{path}?from={(today - timezone.timedelta(days=29)).isoformat()}&to={today.isoformat()}"
 
 
 def time_pages(shifts: int, repeat: int) -> dict[str, Any]:
@@ -132,6 +205,7 @@ def time_pages(shifts: int, repeat: int) -> dict[str, Any]:
         "admin_shift_orders": f"/admin/nekassir/order/?shift__id__exact={shift.pk}",
         "orders": url("panel:orders"),
         "journal": url("panel:journal"),
+        "report_month": _report_month(url("panel:reports")),
     }
     results: dict[str, Any] = {}
     for page, path in pages.items():
@@ -167,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="requests timed per page (after warm-up)")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "panel.json")
     parser.add_argument("--scale", choices=list(SCALES), help=argparse.SUPPRESS)  # one scale, in this process
+    parser.add_argument("--export-xlsx", choices=list(SCALES), help=argparse.SUPPRESS)  # the export's own process
     args = parser.parse_args(argv)
+    if args.export_xlsx:
+        write_json(args.out, export_year_xlsx(SCALES[args.export_xlsx][0]))
+        return 0
     repeat = args.repeat or (10 if args.quick else 30)
     problem = pg_reachable()
     if problem:
