@@ -166,12 +166,13 @@ def _close(session: RegisterSession, *, before_close: BeforeClose, user=None, re
     return shift
 
 
-def _register_totals(session: RegisterSession) -> dict[str, Any] | None:
-    """The register's own counters of the shift, read just before closing, for reconciliation."""
+def _register_totals(session: RegisterSession, when: str = "before close") -> dict[str, Any] | None:
+    """The register's own counters of the shift (``getShiftTotals``, journaled like every task): read just
+    before closing, for reconciliation, and just after an X report, for the manager's screen."""
     try:
         op = session.run({"type": "getShiftTotals"})
     except FiscalFailed as exc:
-        log.warning("kiosk=%s getShiftTotals failed before close: %s", session.kiosk.code, exc)
+        log.warning("kiosk=%s getShiftTotals failed %s: %s", session.kiosk.code, when, exc)
         return None
     return op.result
 
@@ -188,12 +189,29 @@ def _close_from_journal(kiosk: Kiosk, shift: Shift) -> None:
     Shift.objects.filter(pk=shift.pk).update(state=Shift.State.CLOSED)
 
 
-def x_report(kiosk: Kiosk, *, user=None) -> FiscalOperation:
-    """Print the X report (not a fiscal document); only while a shift is open."""
+@dataclass
+class XReport:
+    """A printed X report and the register's counters read right after it (``getShiftTotals``'s result, the
+    figures the paper shows); ``totals`` is None when the register did not give them (the paper is printed)."""
+
+    operation: FiscalOperation
+    totals: dict[str, Any] | None
+
+
+def print_x_report(kiosk: Kiosk, *, user=None) -> XReport:
+    """Print the X report (not a fiscal document; only while a shift is open), then read the shift's counters
+    in the same register session, so that nothing comes between the paper and the figures on screen."""
     with register_session(kiosk, purpose=f"{kiosk.code}: X-отчёт") as session:
         op = session.run({"type": "reportX", **_operator_fields(kiosk)}, reference="shift:xreport")
-        record_event("fiscal.shift.xreport", kiosk=kiosk, user=user, message="X-отчёт напечатан")
-        return op
+        totals = _register_totals(session, when="after an X report")
+        record_event("fiscal.shift.xreport", kiosk=kiosk, user=user, message="X-отчёт напечатан",
+                     data={"totals": totals})
+        return XReport(op, totals)
+
+
+def x_report(kiosk: Kiosk, *, user=None) -> FiscalOperation:
+    """``print_x_report``'s operation (the ``kkt`` command prints it)."""
+    return print_x_report(kiosk, user=user).operation
 
 
 def ensure_open(session: RegisterSession, *, before_close: BeforeClose) -> Shift:

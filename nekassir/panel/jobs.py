@@ -58,7 +58,7 @@ from fiscal.checks import check_register
 from fiscal.corrections import CorrectionRequest, make_correction
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import FiscalError, register_lock_key, register_session
-from fiscal.shifts import open_shift, x_report
+from fiscal.shifts import open_shift, print_x_report
 from nekassir.card_resolution import not_charged_job
 from nekassir.connection_check import BAD, check_connection
 from nekassir.iiko_delivery import deliver
@@ -187,10 +187,13 @@ def _close(start: Event) -> tuple[bool, str, dict[str, Any]]:
 
 
 def _xreport(start: Event) -> tuple[bool, str, dict[str, Any]]:
-    if not Shift.objects.filter(kiosk=_kiosk(start), state=Shift.State.OPEN).exists():
+    """The X report, and its figures kept with the outcome for the manager's screen (issue 14)."""
+    shift = Shift.objects.filter(kiosk=_kiosk(start), state=Shift.State.OPEN).order_by("-id").first()
+    if shift is None:
         return False, "Смена закрыта: X-отчёт печатается только при открытой смене", {}
-    op = x_report(_kiosk(start), user=start.user)
-    return True, "X-отчёт напечатан", {"operation": str(op.uuid)}
+    report = print_x_report(_kiosk(start), user=start.user)
+    return True, "X-отчёт напечатан", {"operation": str(report.operation.uuid), "shift_id": shift.pk,
+                                       "totals": report.totals}
 
 
 def _settle(start: Event) -> tuple[bool, str, dict[str, Any]]:

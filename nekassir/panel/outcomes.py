@@ -1,5 +1,6 @@
 """What a finished job made, for the manager to see at once: the closing report and the settlement
-slip after a close, the slip after a settlement, the register's state after a check."""
+slip after a close, the register's counters after an X report, the slip after a settlement, the register's
+state after a check."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 from fiscal.models import FiscalDocument, Shift
 from nekassir.panel.jobs import KIOSK_KINDS, JobState
-from nekassir.panel.reconciliation import reconcile_shift, register_totals
-from nekassir.panel.venue import kiosk_blocks
+from nekassir.panel.reconciliation import money, reconcile_shift, register_totals
+from nekassir.panel.venue import kiosk_blocks, with_refunds
 from payments.models import Settlement
 
 
@@ -23,6 +24,33 @@ def closing_report(shift: Shift) -> dict[str, Any]:
     }
 
 
+# The register's payment types (ATOL's getShiftTotals), in the manager's words, in the order shown.
+PAYMENT_TYPES = {"electronically": "безналичными", "cash": "наличными", "prepaid": "предоплата (аванс)",
+                 "credit": "постоплата (кредит)", "other": "иная форма оплаты"}
+
+
+def x_report_figures(raw: dict[str, Any] | None, shift: Shift | None) -> dict[str, Any]:
+    """The X report's figures from ``getShiftTotals`` read right after it: receipts, income, returns and net
+    (``Totals``, as the closing report), and by payment type (those with anything in them)."""
+    counters = (raw or {}).get("shiftTotals") or {}
+    receipts = counters.get("receipts") or {}
+    sells = (receipts.get("sell") or {}).get("payments") or {}
+    returns = (receipts.get("sellReturn") or {}).get("payments") or {}
+    payments = []
+    for kind in [*PAYMENT_TYPES, *sorted((set(sells) | set(returns)) - set(PAYMENT_TYPES))]:
+        sold, back = money(sells.get(kind)), money(returns.get(kind))
+        if sold or back:
+            payments.append({"kind": kind, "label": PAYMENT_TYPES.get(kind, kind), "sells": sold, "returns": back,
+                             "net": sold - back})
+    count: Any = counters.get("receiptsCount")
+    return {
+        "shift": shift,
+        "totals": register_totals({"shift_totals": raw}),
+        "receipts_count": int(count) if count not in (None, "") else None,
+        "payments": payments,
+    }
+
+
 def outcome(state: JobState, scope) -> dict[str, Any]:
     data = state.data
     result: dict[str, Any] = {}
@@ -31,7 +59,7 @@ def outcome(state: JobState, scope) -> dict[str, Any]:
         blocks = kiosk_blocks(scope.kiosks().filter(pk=state.start.kiosk_id), scope)
         result["block"] = blocks[0] if blocks else None
     elif state.start.object_ref.startswith("order:"):
-        result["order"] = scope.orders().filter(pk=state.start.object_ref.removeprefix("order:")).first()
+        result["order"] = with_refunds(scope.orders()).filter(pk=state.start.object_ref.removeprefix("order:")).first()
     shift = Shift.objects.select_related("kiosk").filter(pk=data["shift_id"]).first() if data.get(
         "shift_id") else None
     result["shift"] = shift
@@ -39,6 +67,8 @@ def outcome(state: JobState, scope) -> dict[str, Any]:
         result["closing"] = closing_report(shift)
         result["settlement"] = (Settlement.objects.filter(shift=shift).select_related("operation")
                                 .order_by("-id").first())
+    if state.kind == "xreport" and state.ok:
+        result["xreport"] = x_report_figures(data.get("totals"), shift)
     if state.kind == "settle" and data.get("settlement_id"):
         result["settlement"] = Settlement.objects.select_related("operation").filter(pk=data["settlement_id"]).first()
     if state.kind == "check":

@@ -12,21 +12,66 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from core.locks import sale_lock_key
 from core.models import DeviceLock, Event, Kiosk
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import register_lock_key
-from nekassir.models import Order
+from nekassir.models import Order, Refund
 from nekassir.panel import jobs
 from payments.models import CardOperation, Settlement
 from payments.terminal import terminal_lock_key
 
 ATTENTION = Order.ATTENTION  # not_delivered, needs_attention
 LIST_LIMIT = 20
+# ?refund= of the orders list (issue 14): the orders some done refund gave money back for, in part or in full.
+REFUND_FILTERS = {"partial": ("partial",), "full": ("full",), "any": ("partial", "full")}
+REFUND_CHOICES = (("any", "с возвратом"), ("partial", "частично возвращённые"), ("full", "возвращённые полностью"))
+
+
+def with_refunds(orders: QuerySet[Order]) -> QuerySet[Order]:
+    """``orders`` with what their done refunds gave back, for the refund badge (panel/_refund_badge.html):
+    ``refunded`` (rubles), ``refund_state`` ("" none, "partial", "full": at least the order's total).
+    Subqueries of the list's own query: no query per row."""
+    done = (Refund.objects.filter(order=OuterRef("pk"), state=Refund.State.DONE).order_by()
+            .values("order").annotate(kopecks=Sum("amount_kopecks")).values("kopecks"))
+    money: DecimalField = DecimalField(max_digits=14, decimal_places=2)
+    return orders.alias(refunded_kopecks=Coalesce(Subquery(done), 0)).annotate(
+        refunded=ExpressionWrapper(Cast(F("refunded_kopecks"), money) / Value(100, output_field=money),
+                                   output_field=money),
+        refund_state=Case(
+            When(refunded_kopecks__lte=0, then=Value("")),
+            When(refunded_kopecks__gte=ExpressionWrapper(F("total") * 100, output_field=money), then=Value("full")),
+            default=Value("partial"), output_field=CharField(),
+        ),
+    )
+
+
+def refund_filter(orders: QuerySet[Order], wanted: str) -> QuerySet[Order]:
+    """The orders list's ``?refund=partial|full|any`` (anything else: no filter); ``orders`` from
+    ``with_refunds``. Led by the done refunds (few), not by every order's subquery."""
+    states = REFUND_FILTERS.get(wanted)
+    if states is None:
+        return orders
+    refunded = Refund.objects.filter(state=Refund.State.DONE).values("order_id")
+    return orders.filter(pk__in=refunded, refund_state__in=states)
 
 
 @dataclass
@@ -104,7 +149,8 @@ def kiosk_blocks(kiosks, scope) -> list[KioskBlock]:
     checks = Event.objects.order_by().in_bulk([k.last_check_id for k in kiosk_list if k.last_check_id])
     # The same condition as the partial index order_active_or_attention, so that it serves the list.
     listed = list(
-        Order.objects.filter(kiosk_id__in=ids).filter(Q(step__in=Order.ACTIVE_STEPS) | Q(status__in=ATTENTION))
+        with_refunds(Order.objects.filter(kiosk_id__in=ids))
+        .filter(Q(step__in=Order.ACTIVE_STEPS) | Q(status__in=ATTENTION))
         .defer("request_body").order_by("-created_at")[:LIST_LIMIT]
     )
     lock_keys = {}

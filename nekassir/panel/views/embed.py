@@ -19,7 +19,7 @@ from core.events import record_event
 from core.models import Kiosk
 from nekassir.panel import access, pin
 from nekassir.panel.access import Scope
-from nekassir.panel.venue import kiosk_blocks
+from nekassir.panel.venue import kiosk_blocks, with_refunds
 from nekassir.panel.views.common import ORDER_ROW, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
 
@@ -41,7 +41,7 @@ def home(request: HttpRequest, code: str) -> HttpResponse:
     if not access.kiosk_unlocked(request, kiosk):
         return access.frame_for_kiosk(page(request, scope, "panel/embed_pin.html", {"kiosk": kiosk}))
     state = shown_job(request, scope)
-    recent = list(scope.orders().select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")[:20])
+    recent = list(with_refunds(scope.orders()).select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")[:20])
     return access.frame_for_kiosk(page(request, scope, "panel/embed_home.html", {
         "kiosk": kiosk,
         "blocks": kiosk_blocks(scope.kiosks(), scope),

@@ -22,6 +22,7 @@ from nekassir.panel import jobs
 from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
 from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
+from nekassir.panel.venue import with_refunds
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
 from nekassir.refunds import RefundError, refund_lock_key, refundable, refundable_marks, request_refund
@@ -31,7 +32,7 @@ IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
 
 
 def _order(scope: Scope, order_id) -> Order:
-    order = order_queryset(scope.orders()).select_related("shift").filter(pk=order_id).first()
+    order = with_refunds(order_queryset(scope.orders())).select_related("shift").filter(pk=order_id).first()
     if order is None:
         raise Http404("no such order")
     return order

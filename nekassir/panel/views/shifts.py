@@ -21,6 +21,7 @@ from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
 from nekassir.panel.params import page_number
 from nekassir.panel.reconciliation import reconcile_shift
+from nekassir.panel.venue import with_refunds
 from nekassir.panel.views.common import ORDER_ROW, job_answer, job_context, page
 from nekassir.panel.views.venue import manual_actions, shown_job
 from payments.models import Settlement
@@ -74,7 +75,7 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
             document.corrects = correction.shift if correction is not None else None  # type: ignore[attr-defined]
         document.order = found  # type: ignore[attr-defined]
     reconciliation = reconcile_shift(current)
-    orders = Paginator(Order.objects.filter(shift=current).select_related("kiosk").only(*ORDER_ROW)
+    orders = Paginator(with_refunds(Order.objects.filter(shift=current)).select_related("kiosk").only(*ORDER_ROW)
                        .order_by("created_at", "pk"), ON_PAGE).get_page(page_number(request.GET, "page"))
     issues = reconciliation.issues
     for order in orders:

@@ -13,7 +13,7 @@ from nekassir.models import Order
 from nekassir.panel import jobs
 from nekassir.panel.access import Scope
 from nekassir.panel.params import optional_id
-from nekassir.panel.venue import ATTENTION, kiosk_blocks
+from nekassir.panel.venue import ATTENTION, REFUND_CHOICES, REFUND_FILTERS, kiosk_blocks, refund_filter, with_refunds
 from nekassir.panel.views.common import EVENT_ROW, ORDER_ROW, job_answer, job_context, page
 
 JOURNAL_ON_PAGE = 12  # the venue page's latest actions
@@ -40,7 +40,7 @@ def shown_job(request: HttpRequest, scope: Scope) -> jobs.JobState | None:
 def home(request: HttpRequest, scope: Scope) -> HttpResponse:
     blocks = kiosk_blocks(scope.kiosks(), scope)
     state = shown_job(request, scope)
-    attention = list(scope.orders().filter(status__in=ATTENTION).select_related("kiosk").only(*ORDER_ROW)
+    attention = list(with_refunds(scope.orders()).filter(status__in=ATTENTION).select_related("kiosk").only(*ORDER_ROW)
                      .order_by("-created_at")[:20])
     return page(request, scope, "panel/home.html", {
         "blocks": blocks,
@@ -120,7 +120,7 @@ def journal(request: HttpRequest, scope: Scope) -> HttpResponse:
 @require_GET
 def orders(request: HttpRequest, scope: Scope) -> HttpResponse:
     """Find an order: by number, by kiosk, or those that need attention (newest first, 100 at most)."""
-    found = scope.orders().select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")
+    found = with_refunds(scope.orders()).select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")
     query = request.GET.get("q", "").strip()
     if query:
         found = found.filter(number__icontains=query)
@@ -128,9 +128,12 @@ def orders(request: HttpRequest, scope: Scope) -> HttpResponse:
         found = found.filter(kiosk__code=request.GET["kiosk"])
     if request.GET.get("attention"):
         found = found.filter(status__in=ATTENTION)
+    found = refund_filter(found, request.GET.get("refund", ""))  # issue 14: partly / fully refunded
     return page(request, scope, "panel/orders.html", {
         "orders": found[:100], "query": query, "kiosks": scope.kiosks().order_by("code"),
         "statuses": Order.Status, "attention": bool(request.GET.get("attention")),
         "kiosk_code": request.GET.get("kiosk", ""),
+        "refund": request.GET.get("refund", "") if request.GET.get("refund", "") in REFUND_FILTERS else "",
+        "refund_choices": REFUND_CHOICES,
     })
 
