@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from core.emulator_http import EmulatorApp
 from fiscal.atol_emulator import AtolWebServerEmulator
 from iiko.emulator import IikoEmulator
@@ -31,8 +33,11 @@ def build_emulators(state_dir: Path, delays: EmulatorDelays) -> dict[str, Emulat
     return {
         "atol": AtolWebServerEmulator(state_path=str(state_dir / "atol.json"), print_delay=delays.print_delay,
                                       marking_operator=operator),
-        "kkm": KkmServerEmulator(state_path=str(state_dir / "kkm.json"), card_delay=delays.card_delay),
-        "dualconnector": DualConnectorEmulator(state_path=str(state_dir / "dc.json"), card_delay=delays.card_delay),
+        # the terminals print their slips in the venue's time zone, as the panel shows times
+        "kkm": KkmServerEmulator(state_path=str(state_dir / "kkm.json"), card_delay=delays.card_delay,
+                                 tz=settings.TIME_ZONE),
+        "dualconnector": DualConnectorEmulator(state_path=str(state_dir / "dc.json"), card_delay=delays.card_delay,
+                                               tz=settings.TIME_ZONE),
         "iiko": IikoEmulator(state_path=str(state_dir / "iiko.json"), creation_delay=delays.iiko_delay),
         "marking": MarkingCheckEmulator(operator),
     }

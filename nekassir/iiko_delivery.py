@@ -42,6 +42,7 @@ from core.events import record_event
 from core.locks import DeviceBusy, device_lock
 from iiko.client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from iiko.connection import IikoNotConfigured, shared_iiko_client
+from nekassir.iiko_messages import explain
 from nekassir.models import IikoAttempt, Order
 from nekassir.order_steps import GUEST_MESSAGES, defer
 
@@ -300,8 +301,10 @@ def _not_delivered(order: Order, reason: str) -> str:
         step=Order.Step.DONE, status=Order.Status.NOT_DELIVERED, error_code="not_delivered",
         error_message=GUEST_MESSAGES["not_delivered"], retry_at=None, updated_at=timezone.now(),
     )
+    # the journal in the manager's Russian; iiko's own words kept in the event's data for support
     record_event("order.not_delivered", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
-                 message=f"{order.number}: не передан в iiko ({reason})")
+                 message=f"{order.number}: не передан в iiko ({explain(reason) or 'причина неизвестна'})",
+                 data={"iiko_error": reason[:2000]} if reason else None)
     order.refresh_from_db()
     return order.status
 

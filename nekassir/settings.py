@@ -157,6 +157,8 @@ STORAGES = {
 # cookies and HSTS from the environment (docs/PRODUCTION.md, «HTTPS»).
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# A refused form (an old page, cookies not sent) answers with the Russian 403 page and a way back (issue 14).
+CSRF_FAILURE_VIEW = "nekassir.views.csrf_failure"
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

@@ -14,3 +14,8 @@ urlpatterns = [
     # The kiosk JSON API (nekassir.api): /api/v1/orders, /api/v1/openapi.json.
     path("api/", include("nekassir.api.urls")),
 ]
+
+# Russian error pages with a way back, for managers and for the kiosk embed (nekassir.views).
+handler403 = "nekassir.views.permission_denied"
+handler404 = "nekassir.views.page_not_found"
+handler500 = "nekassir.views.server_error"

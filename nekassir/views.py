@@ -1,16 +1,24 @@
-"""Entry points of the venue core that are not the service menu: health."""
+"""Entry points of the venue core that are not the service menu: health, and the Russian error pages (404, 403,
+500) for managers and for the kiosk embed, each with a way back (``handler404`` & co. in ``nekassir.urls``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_q import brokers
 from django_q.models import Schedule
+
+from nekassir.panel.access import KIOSK_REFUNDS_OFF
+from nekassir.panel.templatetags import embed_back
+
+log = logging.getLogger(__name__)
 
 # The default cluster queues "nekassir.recovery" every minute: a schedule this late means no task cluster.
 SCHEDULER_LATE_AFTER = 180
@@ -54,3 +62,37 @@ def health(request):
     checks = {"database": _database(), "broker": _broker(), "scheduler": _scheduler()}
     ok = all(check["ok"] for check in checks.values())
     return JsonResponse({"status": "ok" if ok else "fail", **checks}, status=200 if ok else 503)
+
+
+# --- error pages ----------------------------------------------------------------------------------
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 in Russian: a wrong order id, another kiosk's shift from the embed, a mistyped address."""
+    return render(request, "404.html", status=404)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 in Russian (``templates/403.html``); a refund from the kiosk embed says that refunds are off on
+    kiosks and which setting turns them on."""
+    return render(request, "403.html", {"refunds_off": str(exception) == KIOSK_REFUNDS_OFF}, status=403)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form refused by the CSRF check (the page was open too long, or the browser did not send its cookies,
+    as a kiosk's frame may not): the Russian 403 page saying to reload, with the way back."""
+    return render(request, "403.html", {"csrf_failed": True}, status=403)
+
+
+# If even the error page cannot be drawn (the database is gone, a template breaks), this is what is sent.
+PLAIN_500 = ("<!doctype html><html lang=\"ru\"><head><meta charset=\"utf-8\"><title>Ошибка сервера</title></head>"
+             "<body><h1>Что-то пошло не так</h1><p>Ошибка на сервере. Обновите страницу через минуту; если "
+             "повторяется, сообщите в поддержку время ошибки.</p><p><a href=\"/\">На главную</a></p></body></html>")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 in Russian with a way back (the kiosk embed to its service menu), drawn without the database."""
+    back = embed_back(request) or {"embed": False, "url": "/"}
+    try:
+        return render(request, "500.html", {"back": back}, status=500)
+    except Exception:  # the page must answer whatever broke
+        log.exception("the 500 page could not be rendered")
+        return HttpResponseServerError(PLAIN_500)

@@ -37,7 +37,6 @@ journal's words); ``GET /_emulator/faults/known`` lists them (``FAULTS``);
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 from typing import Any
 
 from core.emulator_http import Request, Response, sleep_unless_stopping
@@ -63,6 +62,7 @@ from payments.dualconnector_client import (
 )
 from payments.kkm_emulator import (
     CARD_OPERATIONS,
+    DEFAULT_TZ,
     FAULT_TARGETS,
     CardTerminalEmulator,
     Verdict,
@@ -131,11 +131,12 @@ class DualConnectorEmulator(CardTerminalEmulator):
         operation_codes: dict[str, int] | None = None,
         days_without_settlement_limit: int | None = 5,
         terminal_id: str = "00012345",
+        tz: str = DEFAULT_TZ,
     ):
         self.codes = {**DEFAULT_OPERATION_CODES, **(operation_codes or {})}
         self.names = {code: name for name, code in self.codes.items()}
         self.terminal_id = terminal_id
-        super().__init__(state_path, card_delay, days_without_settlement_limit)
+        super().__init__(state_path, card_delay, days_without_settlement_limit, tz)
 
     # --- protocol -------------------------------------------------------------------------------------------
     def handle_protocol(self, request: Request) -> Response:
@@ -244,7 +245,7 @@ class DualConnectorEmulator(CardTerminalEmulator):
     def _answer_fields(self, request: dict[int, str], dev: dict[str, Any], verdict: Verdict,
                        amount: int) -> dict[int, str]:
         status, host_code, text = APPROVED if verdict.approved else PROBLEMS[verdict.problem]
-        stamp = datetime.fromtimestamp(self.book.now(), UTC).strftime("%Y%m%d%H%M%S")
+        stamp = self.book.local_now().strftime("%Y%m%d%H%M%S")  # the terminal's local date and time
         answer = {OPERATION: request.get(OPERATION, ""), ECR_ID: request.get(ECR_ID, ""),
                   TERMINAL_ID: dev["terminal_id"], DATETIME: stamp, STATUS: str(status), HOST_CODE: host_code,
                   TEXT: text}

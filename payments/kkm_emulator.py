@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.emulator_http import (
     EmulatorApp,
@@ -108,6 +109,9 @@ DECLINES = {"decline", "insufficient_funds"}  # the bank said no; every other pr
 SECONDS_PER_DAY = 86400
 # Checked by the terminal itself before any bank exchange: nothing becomes the terminal's last operation.
 LOCAL_REFUSALS = {"not_found", "not_sale", "closed_batch", "exceeds"}
+# A terminal prints its slips in the venue's local time; ``manage.py emulators`` and the tests hand the emulators
+# settings.TIME_ZONE, this is the default for a bare emulator (the ATOL emulator's register is in Moscow too).
+DEFAULT_TZ = "Europe/Moscow"
 
 
 # --- the terminals' books (shared with the DualConnector emulator) ------------------------------------------
@@ -158,10 +162,11 @@ class TerminalBook:
     Not locked by itself: the emulator holding it calls it under its own lock.
     """
 
-    def __init__(self, data: dict[str, Any] | None, bank: str, days_limit: int | None):
+    def __init__(self, data: dict[str, Any] | None, bank: str, days_limit: int | None, tz: str = DEFAULT_TZ):
         self.data = data or {"clock_offset": 0.0, "seq": 0, "devices": {}, "journal": []}
         self.bank = bank
         self.days_limit = days_limit
+        self.zone = ZoneInfo(tz)  # the venue's: slips and the terminal's own date and time
 
     # clock -------------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -169,6 +174,10 @@ class TerminalBook:
 
     def now_iso(self) -> str:
         return datetime.fromtimestamp(self.now(), UTC).isoformat(timespec="seconds")
+
+    def local_now(self) -> datetime:
+        """The terminal's clock as it prints it: the venue's local time."""
+        return datetime.fromtimestamp(self.now(), self.zone)
 
     def advance(self, seconds: float) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float | Decimal) or seconds < 0:
@@ -342,7 +351,7 @@ class TerminalBook:
         dev["last"] = None  # reversed: nothing left to reverse
 
     def _stamp(self) -> str:
-        return datetime.fromtimestamp(self.now(), UTC).strftime("%d.%m.%Y %H:%M")
+        return self.local_now().strftime("%d.%m.%Y %H:%M")
 
     def _slip(self, dev: dict[str, Any], title: str, tx: dict[str, Any] | None, problem: str) -> list[str]:
         lines = [self.bank, title, f"Терминал: {dev['terminal_id']}", f"Дата: {self._stamp()}"]
@@ -392,15 +401,17 @@ class CardTerminalEmulator(EmulatorApp):
     bank = "ПАО СБЕРБАНК"
     faults_known = FAULTS
 
-    def __init__(self, state_path: str | None, card_delay: float, days_without_settlement_limit: int | None):
+    def __init__(self, state_path: str | None, card_delay: float, days_without_settlement_limit: int | None,
+                 tz: str = DEFAULT_TZ):
         super().__init__()
+        self.tz = tz  # the venue's time zone (an IANA name): the slips' times
         self.faults = FaultQueue(self.faults_known)
         self._file = JsonStateFile(state_path)
         self._lock = threading.RLock()  # every read and write of the book; never held during card_delay
         self._initial: dict[str, Any] = {"card_delay": card_delay,
                                          "days_without_settlement_limit": days_without_settlement_limit}
         self.card_delay = card_delay
-        self.book = TerminalBook(self._load(), self.bank, days_without_settlement_limit)
+        self.book = TerminalBook(self._load(), self.bank, days_without_settlement_limit, tz)
 
     # --- state --------------------------------------------------------------------------------------------
     def _load(self) -> dict[str, Any] | None:
@@ -427,7 +438,7 @@ class CardTerminalEmulator(EmulatorApp):
         """Factory-fresh: terminals, journal, clock and config as constructed."""
         with self._lock:
             self.card_delay = self._initial["card_delay"]
-            self.book = TerminalBook(None, self.bank, self._initial["days_without_settlement_limit"])
+            self.book = TerminalBook(None, self.bank, self._initial["days_without_settlement_limit"], self.tz)
             self._save()
 
     def control(self, request: Request, action: str) -> Response | None:
@@ -475,10 +486,11 @@ class KkmServerEmulator(CardTerminalEmulator):
         card_delay: float = 0.0,
         users: dict[str, str] | None = None,
         days_without_settlement_limit: int = 5,
+        tz: str = DEFAULT_TZ,
     ):
         self.users = dict(users or {})
         self._restarts = 0  # POST /_emulator/restart: answers of commands started before it are never sent
-        super().__init__(state_path, card_delay, days_without_settlement_limit)
+        super().__init__(state_path, card_delay, days_without_settlement_limit, tz)
 
     def control(self, request: Request, action: str) -> Response | None:
         if action == "restart" and request.method == "POST":

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 
 from core.emulator_http import EmulatorApp, EmulatorServer
@@ -80,14 +81,16 @@ def marking_emulator(serve_emulator, marking_operator) -> RunningEmulator:
 def kkm_emulator(serve_emulator, tmp_path) -> RunningEmulator:
     from payments.kkm_emulator import KkmServerEmulator
 
-    return serve_emulator(KkmServerEmulator(state_path=str(tmp_path / "kkm.json"), card_delay=0.0))
+    return serve_emulator(KkmServerEmulator(state_path=str(tmp_path / "kkm.json"), card_delay=0.0,
+                                            tz=django_settings.TIME_ZONE))  # slips in the venue's time zone
 
 
 @pytest.fixture
 def dc_emulator(serve_emulator, tmp_path) -> RunningEmulator:
     from payments.dualconnector_emulator import DualConnectorEmulator
 
-    return serve_emulator(DualConnectorEmulator(state_path=str(tmp_path / "dc.json"), card_delay=0.0))
+    return serve_emulator(DualConnectorEmulator(state_path=str(tmp_path / "dc.json"), card_delay=0.0,
+                                                tz=django_settings.TIME_ZONE))  # slips in the venue's time zone
 
 
 @pytest.fixture

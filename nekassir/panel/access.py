@@ -43,6 +43,8 @@ SUPPORT_PAGES = frozenset({"connection", "job"})
 CONNECTION_CHECK = "panel.connection"  # the action of a «Проверить связь» job (nekassir.panel.jobs)
 
 SESSION_KEY = "kiosk_unlocked"
+# What a refused refund from the kiosk embed raises (PermissionDenied): its 403 page names KIOSK_SERVICE_REFUNDS.
+KIOSK_REFUNDS_OFF = "kiosk_service_refunds_off"
 
 # Pages of one kiosk: their manager URL has the kiosk code, their embed URL has it as its prefix.
 KIOSK_URLS = frozenset({"kiosk_block", "shift_open", "shift_close", "xreport", "settle", "check", "shifts",
@@ -85,7 +87,8 @@ class Scope:
 
     def require(self, permission: str) -> None:
         if not self.can(permission):
-            raise PermissionDenied(permission)
+            # the kiosk embed's refusal of a refund says why on its 403 page (nekassir.views.permission_denied)
+            raise PermissionDenied(KIOSK_REFUNDS_OFF if self.embed and permission == REFUND else permission)
 
     def url(self, name: str, *args: Any) -> str:
         """The URL of a panel page for this viewer (the embed has its own, under /kiosk/<code>/service/)."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
 from django import template
 from django.urls import reverse
 from django.utils.formats import number_format
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from core.gs1 import GS, short_code
+from nekassir.iiko_messages import explain, is_raw
 from nekassir.panel.access import READ, REFUND
 from nekassir.panel.masking import mask_contact, mask_document
 from nekassir.panel.qr import qr_svg
@@ -83,6 +85,19 @@ def mark_full(code: str) -> str:
 
 
 @register.filter
+def iiko_error(raw: str):
+    """An iiko error text as the manager reads it: Russian (``nekassir.iiko_messages``), iiko's own words kept
+    folded under «Для поддержки»."""
+    if not raw:
+        return ""
+    russian = format_html('<span data-testid="iiko-error">{}</span>', explain(raw))
+    if not is_raw(raw):
+        return russian
+    return format_html('{} <details class="iiko-raw"><summary class="small muted">{}</summary><code class="raw">{}'
+                       "</code></details>", russian, "Для поддержки: ответ iiko", raw)
+
+
+@register.filter
 def qr(text: str):
     return qr_svg(text)
 
@@ -106,14 +121,44 @@ def guest_masked(document, scope):
     return document if scope.can(REFUND) else mask_document(document)
 
 
-@register.simple_tag(takes_context=True)
-def way_back(context) -> dict[str, object]:
-    """Where the 403 page sends the viewer: a kiosk's embed back to its service menu, a manager who may read
-    to the venue page, an account without the reading right nowhere (it may only log out)."""
+EMBED_PATH = re.compile(r"^/kiosk/(?P<code>[A-Za-z0-9_-]+)/service/")
 
-    request = context.get("request")
+
+def embed_back(request) -> dict[str, object] | None:
+    """The kiosk embed's way back to its service menu, for a request of the embed (by its URL name, or by its
+    path when no URL matched: a 404); None for a manager's page. No database."""
     match = getattr(request, "resolver_match", None)
     if match is not None and (match.url_name or "").startswith("embed_") and "code" in match.kwargs:
         return {"embed": True, "url": reverse("panel:embed_home", args=[match.kwargs["code"]])}
+    found = EMBED_PATH.match(getattr(request, "path", "") or "")
+    if found:
+        return {"embed": True, "url": reverse("panel:embed_home", args=[found["code"]])}
+    return None
+
+
+@register.simple_tag(takes_context=True)
+def way_back(context) -> dict[str, object]:
+    """Where an error page sends the viewer: a kiosk's embed back to its service menu, a manager who may read
+    to the venue page, an account without the reading right nowhere (it may only log out). A view may have put
+    ``back`` in the context already (the 500 page, drawn without the database)."""
+    if context.get("back"):
+        return context["back"]
+    request = context.get("request")
+    embed = embed_back(request)
+    if embed is not None:
+        return embed
     user = getattr(request, "user", None)
     return {"embed": False, "url": reverse("panel:home") if user is not None and user.has_perm(READ) else ""}
+
+
+# An amount written into a stored text (the journal's messages, reconciliation notes) as Python prints a Decimal:
+# «709.00 ₽», «1234.5 ₽». Shown through ``money_text`` the UI's way, whenever the text was written.
+STORED_AMOUNT = re.compile(r"(?<![\d.,])(-?\d+(?:\.\d+)?) ₽")
+
+
+@register.filter
+def money_text(value) -> str:
+    """``{{ event.message|money_text }}``: «K1-001: возврат 709.00 ₽» → «K1-001: возврат 709,00 ₽» (``rub``)."""
+    if not value:
+        return value
+    return STORED_AMOUNT.sub(lambda found: rub(found.group(1)), str(value))

@@ -22,10 +22,11 @@ from nekassir.panel import jobs
 from nekassir.panel.access import PRINT_COPY, REFUND, RESEND, Scope
 from nekassir.panel.params import optional_id
 from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset
+from nekassir.panel.templatetags import qty
 from nekassir.panel.venue import with_refunds
 from nekassir.panel.views.common import STOP_POLLING, job_answer, job_context, page
 from nekassir.panel.views.venue import shown_job
-from nekassir.refunds import RefundError, refund_lock_key, refundable, refundable_marks, request_refund
+from nekassir.refunds import MAX_QUANTITY, RefundError, refund_lock_key, refundable, refundable_marks, request_refund
 from payments.models import CardOperation
 
 IN_FLIGHT = (Refund.State.CREATED, Refund.State.IN_PROGRESS)
@@ -143,6 +144,27 @@ def _marks(request: HttpRequest) -> dict[str, list[str]] | None:
     return {name.removeprefix("mark_"): request.POST.getlist(name) for name in request.POST if name.startswith("mark_")}
 
 
+def _above_remaining(order: Order, quantities: dict[int | str, str]) -> str:
+    """The first line asked for more than may still go back, named with what may (the service would refuse the
+    refund too, without naming the line); "" when none is."""
+    remaining = _refundable(order)
+    lines = {str(line.pk): line for line in order.lines.all()}
+    for line_id, raw in quantities.items():
+        line = lines.get(str(line_id))
+        try:
+            quantity = Decimal(str(raw))
+        except InvalidOperation:
+            continue  # the service refuses it with its own message
+        if line is None or not quantity.is_finite() or not 0 <= quantity <= MAX_QUANTITY:
+            continue  # not a quantity at all: the service says so
+        left = remaining.get(line.pk, Decimal("0"))
+        if quantity > left:
+            unit = line.get_unit_display()
+            return (f"Нельзя вернуть больше, чем оплачено и ещё не возвращено: позиция {line.position} "
+                    f"«{line.receipt_name}» — можно вернуть не больше {qty(left)} {unit}, указано {qty(quantity)}.")
+    return ""
+
+
 @require_POST
 def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     """Refund by lines (every line in full = a full refund): money to the card and/or cancel in iiko.
@@ -162,8 +184,11 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
                 error = ("Пока форма была открыта, по заказу оформлен другой возврат. "
                          "Проверьте возвраты ниже и при необходимости повторите.")
             else:
-                request_refund(current, _quantities(request, current), to_card=to_card,
-                               cancel_in_iiko=cancel_in_iiko, user=scope.audit_user, marks=_marks(request))
+                quantities = _quantities(request, current)
+                error = _above_remaining(current, quantities) if to_card else ""
+                if not error:
+                    request_refund(current, quantities, to_card=to_card, cancel_in_iiko=cancel_in_iiko,
+                                   user=scope.audit_user, marks=_marks(request))
     except DeviceBusy:
         error = "По заказу уже оформляется возврат. Обновите страницу и проверьте."
     except RefundError as exc:
@@ -171,8 +196,11 @@ def refund(request: HttpRequest, scope: Scope, order_id) -> HttpResponse:
     if not error:
         return HttpResponseRedirect(scope.url("order", current.pk) + "#refunds")
     current = _order(scope, order_id)
+    context = order_context(scope, current)
+    for line in context["lines"]:  # the form comes back as the manager filled it
+        line.typed = request.POST.get(f"qty_{line.pk}", "").strip().replace(",", ".")[:20]
     return page(request, scope, "panel/order.html", {
-        **order_context(scope, current), "refund_error": error, "posted": request.POST,
+        **context, "refund_error": error, "posted": request.POST,
         "posted_marks": {v for name in request.POST if name.startswith("mark_") for v in request.POST.getlist(name)},
     }, status=200)
 

@@ -14,7 +14,7 @@ from nekassir.panel import jobs
 from nekassir.panel.access import Scope
 from nekassir.panel.params import optional_id
 from nekassir.panel.venue import ATTENTION, REFUND_CHOICES, REFUND_FILTERS, kiosk_blocks, refund_filter, with_refunds
-from nekassir.panel.views.common import EVENT_ROW, ORDER_ROW, job_answer, job_context, page
+from nekassir.panel.views.common import EVENT_ROW, ORDER_ROW, job_answer, job_context, number_search, page
 
 JOURNAL_ON_PAGE = 12  # the venue page's latest actions
 JOURNAL_PAGE = 50  # the journal page
@@ -123,7 +123,7 @@ def orders(request: HttpRequest, scope: Scope) -> HttpResponse:
     found = with_refunds(scope.orders()).select_related("kiosk").only(*ORDER_ROW).order_by("-created_at")
     query = request.GET.get("q", "").strip()
     if query:
-        found = found.filter(number__icontains=query)
+        found = found.filter(number_search(query))  # «k1-7», «К1-007»: case, Cyrillic look-alikes, zero padding
     if request.GET.get("kiosk"):
         found = found.filter(kiosk__code=request.GET["kiosk"])
     if request.GET.get("attention"):
