@@ -4,7 +4,10 @@ Five kiosks (K1–K4 on KKM Server terminals 1–4, K5 on DualConnector; each it
 orders through the kiosk API of a real gunicorn, over HTTP. Real q2 clusters run the checkouts (the device
 cluster, killed with SIGKILL — its whole process group — at random moments and restarted, and the
 default cluster for the schedules). The emulators run in this process on free ports, with small device
-delays, and every one of them injects random faults. Manual shift closes (``manage.py kkt K close``),
+delays, and every one of them injects random faults. About a tenth of the orders carry marked goods (issue 13:
+the demo's water and ice cream, one code per unit minted on the check-service emulator, some a code the
+marking operator says is sold, some a code sold before and returned since), and the marking faults of the
+register and the check service join the mix for them. Manual shift closes (``manage.py kkt K close``),
 automatic ones (the register clock advanced towards and past 24 hours) and refunds (``request_refund``,
 the product's own code, called here after ``django.setup()`` with the same settings) are interleaved.
 
@@ -56,6 +59,10 @@ class Plan:
     print_delay: float = 0.05
     card_delay: float = 0.2
     iiko_delay: float = 0.1
+    marked_rate: float = 0.10  # orders with marked goods (issue 13)
+    sold_code_rate: float = 0.15  # of those, orders with one code the marking operator says is sold
+    reuse_rate: float = 0.3  # of those, orders with one code sold before and returned since (or never sold)
+    marked_refund_rate: float = 0.4  # refunds that pick a paid order with marked goods when there is one
 
 
 PLANS = {
@@ -91,6 +98,13 @@ IIKO_FAULTS = [
     ("iiko", "creation_timeout", {"burst": True, "count": 3}, 1),
 ]
 FAULTS = ATOL_FAULTS + TERMINAL_FAULTS + IIKO_FAULTS
+# Marked goods (issue 13), in the mix only for an order that carries them: the register's validation (the
+# operator unreachable: offline, refused at MARKING_OFFLINE_SALE=refuse; or it says sold / blocked) and the
+# check service (down, slower than the client's timeout, the answer lost). ``marking`` faults hit any kiosk.
+MARKING_FAULTS = [
+    ("atol", "ism_unreachable", {}, 5), ("atol", "code_sold", {}, 5), ("atol", "code_blocked", {}, 4),
+    ("marking", "unavailable", {}, 6), ("marking", "slow", {"seconds": 4}, 4), ("marking", "lost_answer", {}, 6),
+]
 
 # Faults armed together for one order: (label, [(emulator, fault, extra)], weight).
 # - the sale's answer is lost and the emergency reversal that would resolve it is refused, or finds no bank
@@ -121,6 +135,7 @@ class Stats:
     manual_closes: Counter = field(default_factory=Counter)
     clock_advances: list[str] = field(default_factory=list)
     refunds: Counter = field(default_factory=Counter)
+    marked: Counter = field(default_factory=Counter)  # orders with marked goods, by what they carry
     recoveries: int = 0
     scans: int = 0
     errors: list[str] = field(default_factory=list)
@@ -152,6 +167,13 @@ class Soak:
         self.iiko_group: dict[str, str] = {}
         self.orders: dict[str, str] = {}  # order id -> kiosk
         self.card_unavailable: set[str] = set()  # orders refused 503 card_unavailable (must not be saved)
+        # Marked goods: product id -> GTIN, fresh valid codes (minted in batches), the codes minted "sold",
+        # the order each code was last put in (a code goes in a new order only once that order let it go).
+        self.marking_gtins: dict[str, str] = {}
+        self.codes: Any = None
+        self.sold_codes: set[str] = set()
+        self.last_order_of: dict[str, str] = {}
+        self.marked_orders: dict[str, dict[str, Any]] = {}  # order id -> {"sold_code", "reused", "units"}
         self.emulators: stack.Emulators | None = None
         self.procs: stack.Processes | None = None
 
@@ -214,6 +236,27 @@ class Soak:
             self.kiosks[code] = kiosk
             self.tokens[code] = KioskToken.issue(kiosk)
             self.iiko_group[code] = str(kiosk.iiko_terminal_group_id)
+        self.setup_marking()
+
+    def setup_marking(self) -> None:
+        """The demo's marked products (water, ice cream) known as in ``manage.py demo``, and their codes
+        minted on this soak's own check-service emulator (the one MARKING_CHECK_URL points at)."""
+        from marking.models import MarkedProduct
+        from nekassir.demo import DEMO_MARKED_PRODUCTS, mint_codes
+        from nekassir.simulation import MarkingCodes
+
+        for marked in DEMO_MARKED_PRODUCTS:
+            MarkedProduct.objects.create(**marked)
+            self.marking_gtins[marked["product_id"]] = marked["gtins"][0]
+        url = self.emulators.url("marking")
+        self.codes = MarkingCodes(self.marking_gtins, lambda gtin, count: mint_codes(url, gtin, "valid", count))
+        self.codes.prefill()
+
+    def mint_sold(self, gtin: str) -> str:
+        """A fresh code of ``gtin`` that the marking operator says is sold (already out of circulation)."""
+        from nekassir.demo import mint_codes
+
+        return mint_codes(self.emulators.url("marking"), gtin, "sold", 1)[0]
 
     def start_processes(self) -> None:
         procs = self.procs
@@ -228,11 +271,19 @@ class Soak:
 
     # ------------------------------------------------------------------------------------ orders
     def order_body(self) -> dict[str, Any]:
+        """A random order (under ``order_lock``); about ``marked_rate`` of them with marked goods."""
         from iiko import emulator as menu
 
         rng = self.rng
         lines, total = [], Decimal("0")
-        for product in rng.sample(menu.DEMO_PRODUCTS, k=rng.randint(1, 3)):
+        plain = [p for p in menu.DEMO_PRODUCTS if p["id"] not in self.marking_gtins]
+        if self.marking_gtins and rng.random() < self.plan.marked_rate:
+            marked = [p for p in menu.DEMO_PRODUCTS if p["id"] in self.marking_gtins]
+            products = rng.sample(marked, k=2 if rng.random() < 0.25 else 1) + rng.sample(plain, k=rng.randint(0, 2))
+            rng.shuffle(products)
+        else:
+            products = rng.sample(plain, k=rng.randint(1, 3))
+        for product in products:
             quantity = Decimal(rng.choice(["1", "1", "2", "3"]))
             price = Decimal(product["price"])
             line: dict[str, Any] = {"product_id": product["id"], "name": product["name"], "price": f"{price:.2f}",
@@ -245,6 +296,8 @@ class Soak:
                 quantity = Decimal(rng.choice(["0.150", "0.255", "0.5"]))
                 line["unit"], line["quantity"] = "kilogram", str(quantity)
             total += (price * quantity).quantize(Decimal("0.01"))
+            if product["id"] in self.marking_gtins:
+                line["marking_codes"] = self.codes.take(product["id"], int(quantity))
             if product["modifier_group_id"] and rng.random() < 0.6:
                 modifier = rng.choice(menu.DEMO_MODIFIERS)
                 line["modifiers"].append({"product_id": modifier["id"], "group_id": modifier["group_id"],
@@ -255,7 +308,54 @@ class Soak:
                 "order_type": rng.choice(["takeaway", "dine_in"])}
         if rng.random() < 0.2:
             body["email_or_phone"] = "guest@example.com"
+        if any("marking_codes" in line for line in lines):
+            self.mark_codes(body)
         return body
+
+    def mark_codes(self, body: dict[str, Any]) -> None:
+        """Some marked orders get one code the operator says is sold (the order must fail marking_rejected, or
+        marking_unavailable when the service is down), some one code sold before and returned since, or let go
+        by an order that ended without a sale (it must sell again)."""
+        rng = self.rng
+        marked_lines = [line for line in body["lines"] if "marking_codes" in line]
+        info = {"sold_code": False, "reused": False, "units": sum(len(line["marking_codes"]) for line in marked_lines)}
+        if rng.random() < self.plan.sold_code_rate:
+            line = rng.choice(marked_lines)
+            code = self.mint_sold(self.marking_gtins[line["product_id"]])
+            self.sold_codes.add(code)
+            line["marking_codes"][rng.randrange(len(line["marking_codes"]))] = code
+            info["sold_code"] = True
+        elif rng.random() < self.plan.reuse_rate:
+            line = rng.choice(marked_lines)
+            code = self.reusable_code(self.marking_gtins[line["product_id"]])
+            if code is not None:
+                line["marking_codes"][rng.randrange(len(line["marking_codes"]))] = code
+                info["reused"] = True
+        for line in marked_lines:
+            for code in line["marking_codes"]:
+                self.last_order_of[code] = body["id"]
+        self.marked_orders[body["id"]] = info
+        self.stats.bump("marked", "orders with marked goods")
+        self.stats.bump("marked", "marked units", info["units"])
+        if info["sold_code"]:
+            self.stats.bump("marked", "  with a code the operator says is sold")
+        if info["reused"]:
+            self.stats.bump("marked", "  with a code returned or let go before (sold again)")
+
+    def reusable_code(self, gtin: str) -> str | None:
+        """A code of ``gtin`` whose last order let it go (returned by a refund, released by a failure or an
+        annulment): free to be sold again."""
+        from nekassir.models import OrderMark
+
+        try:
+            free = [(code, str(order_id)) for code, order_id in OrderMark.objects.filter(
+                gtin=gtin, state__in=[OrderMark.State.RETURNED, OrderMark.State.RELEASED]).values_list(
+                "code", "order_id")]
+        finally:
+            self.db_done()
+        candidates = sorted({code for code, order_id in free
+                             if self.last_order_of.get(code) == order_id and code not in self.sold_codes})
+        return self.rng.choice(candidates) if candidates else None
 
     def next_order(self) -> int | None:
         with self.order_lock:
@@ -269,10 +369,10 @@ class Soak:
         headers = {"Authorization": f"Bearer {self.tokens[code]}"}
         with httpx.Client(base_url=self.procs.url, headers=headers, timeout=20) as http:
             while (number := self.next_order()) is not None:
-                if rng.random() < self.plan.fault_rate:
-                    self.arm_random_fault(code, rng)
                 with self.order_lock:
                     body = self.order_body()
+                if rng.random() < self.plan.fault_rate:
+                    self.arm_random_fault(code, rng, marked=body["id"] in self.marked_orders)
                 self.orders[body["id"]] = code
                 answer = self.post(http, body)
                 if answer is None:
@@ -324,8 +424,8 @@ class Soak:
         return None
 
     # ------------------------------------------------------------------------------------ faults
-    def arm_random_fault(self, code: str, rng: random.Random) -> None:
-        choices = [("one", f) for f in FAULTS] + [("combo", c) for c in COMBOS]
+    def arm_random_fault(self, code: str, rng: random.Random, marked: bool = False) -> None:
+        choices = [("one", f) for f in FAULTS + (MARKING_FAULTS if marked else [])] + [("combo", c) for c in COMBOS]
         kind, chosen = rng.choices(choices, weights=[c[1][-1] for c in choices])[0]
         if kind == "one":
             target, name, extra, _ = chosen
@@ -361,6 +461,8 @@ class Soak:
             # first: the terminal would then stay blocked by design (PROTOCOLS 2.3), which needs staff.
             if alone and any(p["device"] == device for p in app.faults.pending()):
                 return False
+        elif target == "marking":
+            app, device = emulators.marking, None  # one check service for every kiosk
         else:
             app, device = emulators.iiko, self.iiko_group[code]
         count = extra.pop("count", 1)
@@ -455,13 +557,16 @@ class Soak:
 
     def one_refund(self) -> None:
         from nekassir.models import Order
-        from nekassir.refunds import RefundError, refundable, request_refund
+        from nekassir.refunds import RefundError, refundable, refundable_marks, request_refund
 
-        paid = list(Order.objects.filter(status__in=["completed", "not_delivered"]).values_list("pk", flat=True))
+        paid_orders = Order.objects.filter(status__in=["completed", "not_delivered"])
+        paid = list(paid_orders.values_list("pk", flat=True))
+        marked = list(paid_orders.filter(marks__state="sold").distinct().values_list("pk", flat=True))
         if not paid:
             self.stats.bump("refunds", "no paid order yet")
             return
-        order = Order.objects.get(pk=self.rng.choice(paid))
+        pool = marked if marked and self.rng.random() < self.plan.marked_refund_rate else paid
+        order = Order.objects.get(pk=self.rng.choice(sorted(pool)))
         remaining = {k: v for k, v in refundable(order).items() if v > 0}
         if not remaining:
             self.stats.bump("refunds", "nothing left to refund")
@@ -474,13 +579,23 @@ class Soak:
             left = remaining[line_id]
             quantities = {line_id: Decimal("1") if left >= 1 and left == left.to_integral() else left}
             kind = "partial"
+        # Marked lines go back by the unit (issue 13): the manager ticks which units, or leaves the default (the
+        # line's last units).
+        marks: dict[int, list[int]] = {}
+        free = refundable_marks(order)
+        for line_id, quantity in quantities.items():
+            units = [mark.pk for mark in free.get(line_id, [])]
+            if units and self.rng.random() < 0.7 and quantity <= len(units):
+                marks[line_id] = self.rng.sample(units, k=int(quantity))
+        if free:
+            kind += " (marked goods: units ticked)" if marks else " (marked goods: default units)"
         cancel_in_iiko = self.rng.random() < 0.3
         clicks = 2 if self.rng.random() < 0.2 else 1  # a double click / two managers at once
 
         def attempt() -> str:
             try:
                 request_refund(Order.objects.get(pk=order.pk), quantities, to_card=True,
-                               cancel_in_iiko=cancel_in_iiko)
+                               cancel_in_iiko=cancel_in_iiko, marks=marks or None)
                 return f"{kind}: requested"
             except RefundError as exc:
                 return f"{kind}: refused ({exc.code})"
@@ -654,7 +769,8 @@ class Soak:
 
         plan = self.plan
         self.log(f"plan: {asdict(plan)}; database: {self.args.database_label}; data: {self.args.data_dir}")
-        self.emulators = stack.start_emulators(plan.print_delay, plan.card_delay, plan.iiko_delay)
+        self.emulators = stack.start_emulators(plan.print_delay, plan.card_delay, plan.iiko_delay,
+                                               marking_port=self.args.marking_port)
         self.procs = stack.Processes(self.args.data_dir, self.args.env)
         try:
             t0 = time.monotonic()
@@ -683,7 +799,7 @@ class Soak:
         self.procs.stop_all()
         t0 = time.monotonic()
         report = soak_checks.check_everything(self.emulators, self.orders, left_after, closing,
-                                              refused=self.card_unavailable)
+                                              refused=self.card_unavailable, marked=self.marked_orders)
         self.stats.phases["checks"] = time.monotonic() - t0
         self.emulators.stop()
         self.db_done()
@@ -717,6 +833,9 @@ class Soak:
             ("register clock advances (automatic / expired closes)", len(stats.clock_advances)),
             ("refund requests", sum(stats.refunds.values())),
             *[(f"  refund: {k}", v) for k, v in sorted(stats.refunds.items())],
+            ("orders with marked goods (marked units)",
+             f"{stats.marked['orders with marked goods']} ({stats.marked['marked units']})"),
+            *[(k, v) for k, v in stats.marked.items() if k.startswith("  ")],
             ("recover() + autoclose scan() calls by the driver", stats.recoveries),
             *[(f"  POST /orders first answer {k}", v) for k, v in sorted(stats.posted.items())],
             *[(f"  kiosk saw at its wait's end: {k}", v) for k, v in sorted(stats.ended_in_wait.items())],
@@ -742,6 +861,7 @@ class Soak:
             "faults_armed": dict(stats.faults_armed), "fault_hits": dict(hits),
             "manual_closes": dict(stats.manual_closes), "clock_advances": stats.clock_advances,
             "refunds": dict(stats.refunds), "by_hand": dict(stats.by_hand), "final": report.final_counts,
+            "marked": dict(stats.marked),
             "invariants": {c.name: {"checked": c.checked, "violations": c.violations[:50]} for c in report.checks},
             "errors": stats.errors, "left_before_final_close": left_before_close,
         }
@@ -807,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         args.database_label = f"PostgreSQL (database {db_name}, ORM broker)"
     else:
         args.database_label = "SQLite (file in the data folder, ORM broker)"
-    args.env = stack.base_env(args.data_dir, database_url)
+    args.marking_port = stack.free_port()  # the check service's, known before the settings are read
+    args.env = stack.base_env(args.data_dir, database_url, marking_url=f"http://127.0.0.1:{args.marking_port}")
     os.environ.update(args.env)
     for name in ("NEKASSIR_USE_TEST_DB", "NEKASSIR_Q_SYNC", "Q_DEVICE_WORKERS"):
         os.environ.pop(name, None)

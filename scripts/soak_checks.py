@@ -3,10 +3,17 @@
 The emulators' journals are the outside world's truth: what the registers printed into their FN, what
 the terminals charged and gave back, what iiko created. Each check names what it looked at (``checked``)
 and lists every violation found, with enough detail to find the order, shift or operation.
+
+Marked goods (issue 13): the codes a receipt carried are read from the register's journal (each position's
+``imcParams.imc``, base64 of the code exactly as scanned), replayed in the order the register made the
+receipts, and held against our ``OrderMark`` units (``marked_goods_checks`` takes plain data, so a hand-made
+bad history shows each of its invariants failing).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,6 +27,9 @@ PAID_FINAL = {"completed", "not_delivered", "needs_attention"}
 WAITS_FOR_MANAGER = "paid_after_guest_left"
 REQUISITES = ("machineNumber", "paymentsAddress", "paymentsPlace")  # tags 1036, 1009, 1187
 UNPAID_FINAL = {"cancelled", "failed"}
+# Marked goods (issue 13): the planned status of a unit in a sell receipt and in a return (annulment or refund).
+SOLD_STATUS, RETURN_STATUS = "itemPieceSold", "itemPieceReturn"
+MARKING_REFUSALS = ("marking_rejected", "marking_unavailable")
 
 
 def money(value: Any) -> Decimal:
@@ -86,7 +96,8 @@ def _terminal_entries(emulators: Any, ops_by_id: dict[str, Any]) -> list[tuple[d
 
 
 def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, int],
-                     closing_problems: list[str], refused: set[str] | frozenset[str] = frozenset()) -> Report:
+                     closing_problems: list[str], refused: set[str] | frozenset[str] = frozenset(),
+                     marked: dict[str, dict[str, Any]] | None = None) -> Report:
     from fiscal.models import FiscalDocument, FiscalOperation, Shift
     from nekassir.models import IikoAttempt, Order, Refund
     from nekassir.panel.reconciliation import facts_of, order_issues, order_queryset, reconcile_shift
@@ -435,6 +446,8 @@ def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, 
         resolved.fail(f"terminal op {op.kind} {op.op_id} ({op.kiosk.code}) {op.state}: {op.reason}")
 
     checks += _checks_of_real_devices(emulators, orders, per_order, ops_by_id, atol)
+    marked_checks, marked_counts = _checks_of_marked_goods(atol, documents, orders, refunds, per_order, marked or {})
+    checks += marked_checks
 
     statuses = Order.objects.values_list("status", flat=True)
     counts: dict[str, Any] = {f"orders {s}": n for s, n in sorted(_count(statuses).items())}
@@ -451,6 +464,7 @@ def check_everything(emulators: Any, placed: dict[str, str], pending: dict[str, 
            ] = len(refunds)
     counts["iiko orders created (Success)"] = sum(len(p.iiko_success) for p in per_order.values())
     counts["register ops / terminal ops (ours)"] = f"{len(fiscal_ops)} / {len(ops_by_id)}"
+    counts.update(marked_counts)
     return Report(checks, counts, notes)
 
 
@@ -520,3 +534,201 @@ def _count(values) -> dict[str, int]:
     for value in values:
         out[value] += 1
     return dict(out)
+
+
+# --- marked goods (issue 13) ------------------------------------------------------------------------------
+@dataclass
+class MarkedReceipt:
+    """One sell or sellReturn on the register with its marked positions, as its journal holds them."""
+
+    kind: str  # sell / annul / refund
+    fd: str  # "<device> FD <n>" for the messages
+    order_id: str | None
+    refund_id: int | None
+    codes: list[str]  # each position's imcParams.imc decoded: the code exactly as scanned
+    problems: list[str]  # positions that are not one unit of the planned status, or an imc that does not decode
+
+
+def marked_receipts(atol: list[dict], reference_of: dict[tuple[str, int], str],
+                    refund_orders: dict[int, str]) -> list[MarkedReceipt]:
+    """Every sell/sellReturn in the register's journal (in the order the register made them) with its codes.
+    ``reference_of``: (FN, FD) -> our FiscalOperation's reference; ``refund_orders``: Refund id -> order id."""
+    receipts = []
+    for entry in atol:
+        if entry.get("type") not in ("sell", "sellReturn") or "fiscalDocumentNumber" not in entry:
+            continue
+        reference = reference_of.get((entry["fnNumber"], entry["fiscalDocumentNumber"]), "")
+        parts = reference.split(":")
+        order_id, refund_id = None, None
+        if reference.startswith("order:"):
+            order_id = parts[1]
+        elif reference.startswith("refund:") and parts[1].isdigit():
+            refund_id = int(parts[1])
+            order_id = refund_orders.get(refund_id)
+        kind = "sell" if entry["type"] == "sell" else "annul" if reference.endswith(":annul") else "refund"
+        planned = SOLD_STATUS if kind == "sell" else RETURN_STATUS
+        codes, problems = [], []
+        for index, item in enumerate(entry.get("items") or []):
+            params = item.get("imcParams") if isinstance(item, dict) else None
+            if not params:
+                continue
+            try:
+                codes.append(base64.b64decode(params["imc"], validate=True).decode("utf-8"))
+            except (KeyError, TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+                problems.append(f"position {index}: imc {params.get('imc')!r} does not decode to a code")
+                continue
+            if params.get("itemEstimatedStatus") != planned:
+                problems.append(f"position {index}: {params.get('itemEstimatedStatus')}, not {planned}")
+            if money(item.get("quantity")) != Decimal("1.00"):
+                problems.append(f"position {index}: quantity {item.get('quantity')}, not one unit")
+        receipts.append(MarkedReceipt(kind, f"{entry['device']} FD {entry['fiscalDocumentNumber']}", order_id,
+                                      refund_id, codes, problems))
+    return receipts
+
+
+def marked_goods_checks(receipts: list[MarkedReceipt], marks: list[dict[str, Any]], orders: dict[str, dict[str, Any]],
+                        refund_receipts: dict[int, list[str]]) -> list[Check]:
+    """The four invariants of issue 13 (plain data in, so that a hand-made bad case shows each one failing):
+
+    ``marks``: every OrderMark as {"order_id", "code", "state", "refund_id"}; ``orders``: per order id
+    {"number", "status", "error_code", "sold_code" (the soak put a code the operator says is sold in it),
+    "receipt_ops" (its sell/sellReturn register operations), "card_ops" (its card operations), "sales"
+    (approved terminal sales)}; ``refund_receipts``: Refund id -> the codes its done sellReturn carried."""
+    once = Check("marked goods: every sold unit's code is in exactly one sell receipt of its order, not annulled "
+                 "nor returned since (and every code in such a receipt is a sold unit of that order)")
+    between = Check("marked goods: a code is in two sell receipts only with a return of it in between")
+    returned = Check("marked goods: every returned code was sold (by the order it goes back from; each returned "
+                     "unit in its refund's sellReturn)")
+    rejected = Check("marked goods: an order refused for its codes (marking_rejected / marking_unavailable, or "
+                     "carrying a code the operator says is sold) made no receipt and no card operation")
+
+    def number(order_id: str | None) -> str:
+        return str((orders.get(order_id or "") or {}).get("number") or order_id)
+
+    # Replay the register's journal, code by code: who holds each code (a sell not yet annulled or returned).
+    holders: dict[str, list[tuple[str | None, str]]] = defaultdict(list)  # code -> [(order id, sell FD)]
+    for receipt in receipts:
+        for problem in receipt.problems:
+            (between if receipt.kind == "sell" else returned).fail(f"{number(receipt.order_id)} {receipt.kind} "
+                                                                   f"{receipt.fd}: {problem}")
+        for code in receipt.codes:
+            held = holders[code]
+            if receipt.kind == "sell":
+                between.checked += 1
+                if held:
+                    between.fail(f"{code[:31]!r} sold in {receipt.fd} ({number(receipt.order_id)}) while still sold "
+                                 f"in {', '.join(f'{fd} ({number(o)})' for o, fd in held)}: no return in between")
+                held.append((receipt.order_id, receipt.fd))
+                continue
+            returned.checked += 1
+            mine = [h for h in held if h[0] == receipt.order_id and receipt.order_id is not None]
+            if not mine:
+                returned.fail(f"{code[:31]!r} returned by {receipt.kind} {receipt.fd} ({number(receipt.order_id)}) "
+                              f"was not sold by that order (held by {held or 'nobody'})")
+            else:
+                held.remove(mine[0])
+
+    live = {(order_id, code) for code, held in holders.items() for order_id, _ in held}
+    for mark in marks:
+        key = (mark["order_id"], mark["code"])
+        label = f"{number(mark['order_id'])} unit {mark['code'][:31]!r} ({mark['state']})"
+        if mark["state"] == "sold":
+            once.checked += 1
+            count = sum(1 for order_id, _ in holders.get(mark["code"], []) if order_id == mark["order_id"])
+            if count != 1:
+                once.fail(f"{label}: in {count} sell receipts of its order that are not annulled nor returned")
+            others = [(o, fd) for o, fd in holders.get(mark["code"], []) if o != mark["order_id"]]
+            if others:
+                once.fail(f"{label}: also in the live sell receipts {others}")
+        elif mark["state"] == "reserved":
+            once.checked += 1
+            status = (orders.get(mark["order_id"]) or {}).get("status")
+            once.fail(f"{label}: still reserved after recovery (order {status})")
+        elif key in live:
+            once.checked += 1
+            once.fail(f"{label}: our unit is {mark['state']}, yet its order's sell receipt holds it (not annulled, "
+                      f"not returned)")
+        if mark["state"] == "returned":
+            returned.checked += 1
+            if mark["refund_id"] is None:
+                returned.fail(f"{label}: returned, by no refund")
+            elif mark["code"] not in refund_receipts.get(mark["refund_id"], []):
+                returned.fail(f"{label}: not in the sellReturn of its refund {mark['refund_id']}")
+    sold_units = {(m["order_id"], m["code"]) for m in marks if m["state"] == "sold"}
+    for order_id, code in sorted(live - sold_units, key=str):
+        once.checked += 1
+        once.fail(f"{number(order_id)}: {code[:31]!r} is in its live sell receipt, yet not a sold unit of ours")
+
+    for order_id, order in orders.items():
+        if order["error_code"] not in MARKING_REFUSALS and not order.get("sold_code"):
+            continue
+        rejected.checked += 1
+        problems = []
+        if order["status"] not in UNPAID_FINAL:
+            problems.append(f"ended {order['status']}")
+        if order["receipt_ops"]:
+            problems.append(f"register receipts {order['receipt_ops']}")
+        if order["card_ops"] or order["sales"]:
+            problems.append(f"card operations {order['card_ops']} (approved sales on the terminal "
+                            f"{order['sales']})")
+        if problems:
+            rejected.fail(f"{number(order_id)} {order_id} ({order['status']} {order['error_code']}"
+                          f"{', a code sold elsewhere' if order.get('sold_code') else ''}): " + "; ".join(problems))
+    return [once, between, returned, rejected]
+
+
+def _checks_of_marked_goods(atol: list[dict], documents: dict[tuple[str, int], Any], orders: dict[str, Any],
+                            refunds: dict[int, Any], per_order: dict[str, OrderMoney],
+                            marked: dict[str, dict[str, Any]]) -> tuple[list[Check], dict[str, Any]]:
+    """Issue 13's invariants, from the register's journal (each position's imcParams.imc) and our database."""
+    from fiscal.models import FiscalOperation
+    from nekassir.models import OrderMark
+    from payments.models import CardOperation
+
+    reference_of = {key: (d.operation.reference if d.operation else "") for key, d in documents.items()}
+    receipts = marked_receipts(atol, reference_of, {pk: str(r.order_id) for pk, r in refunds.items()})
+    refund_receipts: dict[int, list[str]] = defaultdict(list)
+    receipts_of: dict[str, list[str]] = defaultdict(list)
+    for receipt in receipts:
+        if receipt.kind == "refund" and receipt.refund_id is not None:
+            refund_receipts[receipt.refund_id] += receipt.codes
+        receipts_of[str(receipt.order_id)].append(f"{receipt.kind} {receipt.fd}")
+    marks = [{"order_id": str(order_id), "code": code, "state": state, "refund_id": refund_id}
+             for order_id, code, state, refund_id in OrderMark.objects.values_list("order_id", "code", "state",
+                                                                                   "refund_id")]
+    watched = {order_id for order_id, o in orders.items() if o.error_code in MARKING_REFUSALS}
+    watched |= {order_id for order_id, info in marked.items() if info.get("sold_code") and order_id in orders}
+    receipt_ops: dict[str, list[str]] = defaultdict(list)
+    for op in FiscalOperation.objects.filter(task_type__in=["sell", "sellReturn"], reference__startswith="order:"):
+        order_id = op.reference.split(":")[1]
+        if order_id in watched:
+            receipt_ops[order_id].append(f"{op.task_type} {op.state}")
+    card_ops: dict[str, list[str]] = defaultdict(list)
+    for op in CardOperation.objects.filter(reference__startswith="order:"):
+        order_id = op.reference.split(":")[1]
+        if order_id in watched:
+            card_ops[order_id].append(f"{op.kind} {op.state}")
+    facts = {order_id: {
+        "number": orders[order_id].number, "status": orders[order_id].status,
+        "error_code": orders[order_id].error_code, "sold_code": bool(marked.get(order_id, {}).get("sold_code")),
+        "receipt_ops": receipt_ops[order_id] + receipts_of[order_id] if order_id in watched else [],
+        "card_ops": card_ops[order_id], "sales": len(per_order[order_id].sales),
+    } for order_id in orders}
+    checks = marked_goods_checks(receipts, marks, facts, refund_receipts)
+
+    counts: dict[str, Any] = {}
+    with_marks = {m["order_id"] for m in marks}
+    counts["orders with marked goods (placed / in the database)"] = f"{len(marked)} / {len(with_marks)}"
+    counts["  of them " + ", ".join(f"{s} {n}" for s, n in sorted(_count(
+        orders[o].status for o in with_marks if o in orders).items()))] = len(with_marks)
+    failed = _count(orders[o].error_code or "?" for o in with_marks if o in orders and orders[o].status == "failed")
+    for code in MARKING_REFUSALS:
+        counts[f"  failed {code}"] = failed.pop(code, 0)
+    counts["  failed otherwise " + ", ".join(f"{c} {n}" for c, n in sorted(failed.items()))] = sum(failed.values())
+    counts["  with a code the operator says is sold (all refused)"] = sum(
+        1 for info in marked.values() if info.get("sold_code"))
+    counts["marked units " + ", ".join(f"{s} {n}" for s, n in sorted(_count(m["state"] for m in marks).items()))
+           ] = len(marks)
+    counts["marked units in register receipts: sold / annulled / refunded"] = " / ".join(
+        str(sum(len(r.codes) for r in receipts if r.kind == kind)) for kind in ("sell", "annul", "refund"))
+    return checks, counts

@@ -60,6 +60,10 @@ TIMINGS = {
     "IIKO_POLL_INTERVAL": "0.05",
     "DEVICE_JOB_TIMEOUT": "120",
     "Q_POLL": "0.2",
+    # Marked goods (issue 13): the check service's answer and the register's validation, in soak time.
+    "MARKING_CHECK_TIMEOUT": "2",
+    "MARKING_VALIDATION_WAIT": "8",
+    "MARKING_VALIDATION_POLL": "0.05",
 }
 
 
@@ -111,12 +115,14 @@ class Emulators:
     kkm: Any
     dc: Any
     iiko: Any
+    marking: Any  # the check service (marking.emulator), sharing its code table with the ATOL emulator
     servers: list[Any] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=dict)  # "emulator:fault" -> times a fault hit an operation
 
     @property
     def apps(self) -> dict[str, Any]:
-        return {"atol": self.atol, "kkm": self.kkm, "dualconnector": self.dc, "iiko": self.iiko}
+        return {"atol": self.atol, "kkm": self.kkm, "dualconnector": self.dc, "iiko": self.iiko,
+                "marking": self.marking}
 
     def url(self, name: str) -> str:
         return next(s.url for s in self.servers if s.app is self.apps[name])
@@ -133,24 +139,32 @@ class Emulators:
             server.stop()
 
 
-def start_emulators(print_delay: float, card_delay: float, iiko_delay: float) -> Emulators:
-    """Every emulator on a free port; no state files (nothing restarts them, and a big JSON state
-    rewritten on every change would make the emulators, not the product, the bottleneck)."""
+def start_emulators(print_delay: float, card_delay: float, iiko_delay: float, marking_port: int = 0) -> Emulators:
+    """Every emulator on a free port (the check service on ``marking_port``, chosen before the settings were
+    read: ``MARKING_CHECK_URL`` points at it); no state files (nothing restarts them, and a big JSON state
+    rewritten on every change would make the emulators, not the product, the bottleneck). One marking
+    operator (the code table) is shared by the register's validation and the check service, as in
+    ``nekassir/emulators.py``."""
     from core.emulator_http import EmulatorServer
     from fiscal.atol_emulator import AtolWebServerEmulator
     from iiko.emulator import IikoEmulator
+    from marking.emulator import MarkingCheckEmulator
+    from marking.operator import OperatorRegistry
     from payments.dualconnector_emulator import DualConnectorEmulator
     from payments.kkm_emulator import KkmServerEmulator
 
+    operator = OperatorRegistry()
     emulators = Emulators(
-        atol=AtolWebServerEmulator(print_delay=print_delay),
+        atol=AtolWebServerEmulator(print_delay=print_delay, marking_operator=operator),
         kkm=KkmServerEmulator(card_delay=card_delay),
         dc=DualConnectorEmulator(card_delay=card_delay),
         iiko=IikoEmulator(creation_delay=iiko_delay),
+        marking=MarkingCheckEmulator(operator),
     )
     for name, app in emulators.apps.items():
         _count_hits(name, app, emulators.hits)
-        emulators.servers.append(EmulatorServer(app).start())
+        port = marking_port if name == "marking" else 0
+        emulators.servers.append(EmulatorServer(app, port=port).start())
     return emulators
 
 
@@ -162,7 +176,7 @@ def fault_label(target: str, name: str, extra: dict[str, Any]) -> str:
     return f"{target}: {name}{variant}"
 
 
-TARGETS = {"atol": "atol", "kkm": "terminal", "dualconnector": "terminal", "iiko": "iiko"}
+TARGETS = {"atol": "atol", "kkm": "terminal", "dualconnector": "terminal", "iiko": "iiko", "marking": "marking"}
 
 
 def _count_hits(name: str, app: Any, hits: dict[str, int]) -> None:
@@ -295,7 +309,11 @@ class Processes:
         return f"--- {name} ({self.logs.get(name)}) ---\n{self.log_text(name)[-chars:]}"
 
 
-def base_env(data_dir: Path, database_url: str) -> dict[str, str]:
+def base_env(data_dir: Path, database_url: str, marking_url: str = "") -> dict[str, str]:
+    """The settings of every process of the soak; ``marking_url``: the check-service emulator (issue 13), with
+    ``MARKING_OFFLINE_SALE`` at its default (refuse: an unreachable service or operator fails the order)."""
+    from marking.emulator import DEMO_TOKEN
+
     env = {
         "DJANGO_SETTINGS_MODULE": "nekassir.settings",
         "NEKASSIR_DATA_DIR": str(data_dir),
@@ -307,6 +325,9 @@ def base_env(data_dir: Path, database_url: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "AXES_ENABLED": "false",
         **TIMINGS,
+        "MARKING_CHECK_URL": marking_url,
+        "MARKING_CHECK_TOKEN": DEMO_TOKEN if marking_url else "",
+        "MARKING_OFFLINE_SALE": "refuse",
     }
     if database_url:
         env["DATABASE_URL"] = database_url
