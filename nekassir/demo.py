@@ -152,25 +152,33 @@ def _token(kiosk: Kiosk, kept: str | None, reset: bool) -> str:
     return KioskToken.issue(kiosk)
 
 
-def _manager_password(kept: str | None, reset: bool) -> str | None:
+def _manager() -> User:
+    """The demo's manager in the managers' group (made if missing; its password is not touched here)."""
     group, _ = Group.objects.get_or_create(name=MANAGERS_GROUP)
     # Every right of the apps (added, never taken away): the panel's actions (fiscal.check_device for the device
     # checks too), and the marked products in the admin.
     apps = ["core", "nekassir", "fiscal", "payments", "marking"]
     group.permissions.add(*Permission.objects.filter(content_type__app_label__in=apps))
-    manager = User.objects.filter(username=MANAGER_USERNAME).first()
-    if manager is not None and not reset:
+    manager, created = User.objects.get_or_create(username=MANAGER_USERNAME, defaults={"is_staff": True})
+    if created:
+        manager.set_unusable_password()
+        manager.save(update_fields=["password"])
+    manager.groups.add(group)
+    return manager
+
+
+def _manager_password(kept: str | None, reset: bool) -> str | None:
+    manager = _manager()
+    if not reset:
         if kept and check_password(kept, manager.password):  # no rehash: a changed hash logs the manager out
             return kept
         if manager.has_usable_password():
             return None  # set by hand (or before the demo kept its credentials): not changed
-    password = kept if manager is None and kept else secrets.token_urlsafe(9)
-    if manager is None:
-        manager = User(username=MANAGER_USERNAME)
+    # A manager just made, or one nobody can log in as (no usable password): the kept password, or a new one.
+    password = kept if kept and not reset else secrets.token_urlsafe(9)
     manager.is_staff = True
     manager.set_password(password)
     manager.save()
-    manager.groups.add(group)
     return password
 
 
