@@ -18,7 +18,9 @@ import json
 import time
 from typing import Any
 
-GENERATOR_VERSION = 1
+# 2: the three floors (issue 12: core_* tables, migrations recreated), card operations resolved by hand
+# (issue 11), orders with marked goods (issue 13): data made by version 1 no longer fits the schema.
+GENERATOR_VERSION = 2
 KIOSKS = 10
 
 
@@ -199,7 +201,8 @@ FROM (
     ("card operations", """
 INSERT INTO payments_cardoperation (id, op_id, kiosk_id, kind, state, transport, amount_kopecks, original_id,
     shift_id, reference, reason, rrn, auth_code, masked_pan, terminal_reference, bank_code, message, slip,
-    raw_request, raw_response, resolution, created_at, sent_at, finished_at)
+    raw_request, raw_response, resolution, resolve_attempts, manual_note, manual_report, created_at, sent_at,
+    finished_at)
 SELECT o, md5('c' || o)::uuid::text, kiosk_id, 'sale',
        CASE WHEN status = 'cancelled' THEN 'declined' ELSE 'approved' END,
        'kkm', (total * 100)::bigint, NULL::bigint, s, 'order:' || id,
@@ -208,13 +211,13 @@ SELECT o, md5('c' || o)::uuid::text, kiosk_id, 'sale',
        '4276********' || lpad((o % 10000)::text, 4, '0'),
        md5('u' || o), CASE WHEN status = 'cancelled' THEN '51' ELSE '' END,
        CASE WHEN status = 'cancelled' THEN 'Отказ: недостаточно средств' ELSE '' END, repeat('s', 155),
-       repeat('q', 180), repeat('r', 505), '', at + interval '2 seconds', at + interval '2 seconds',
+       repeat('q', 180), repeat('r', 505), '', 0, '', '', at + interval '2 seconds', at + interval '2 seconds',
        at + interval '6 seconds'
 FROM (""" + _ORDER.replace("{shift}", _SHIFT) + """) AS ord
 UNION ALL
 SELECT {n} + s, md5('t' || s)::uuid::text, kiosk_id, 'settlement', 'approved', 'kkm', 0, NULL::bigint, s, '', 'ok',
        '', '', '',
-       '', '', '', repeat('s', 400), repeat('q', 80), repeat('r', 600), '', opened_at + interval '13 hours',
+       '', '', '', repeat('s', 400), repeat('q', 80), repeat('r', 600), '', 0, '', '', opened_at + interval '13 hours',
        opened_at + interval '13 hours', opened_at + interval '13 hours 20 seconds'
 FROM (""" + _SHIFT + """) AS sh WHERE NOT is_open
 """),
@@ -222,7 +225,7 @@ FROM (""" + _SHIFT + """) AS sh WHERE NOT is_open
 INSERT INTO nekassir_order (id, kiosk_id, number, business_date, seq, status, order_type, payment, phone,
     email_or_phone, total, request_body, body_hash, error_code, error_message, step, shift_id, sell_operation_id,
     annul_operation_id, card_sale_id, iiko_number, iiko_state, iiko_round, retry_at, checkout_attempts,
-    created_at, updated_at)
+    marking_mode, created_at, updated_at)
 SELECT id, kiosk_id, 'K' || lpad(kno::text, 2, '0') || '-' || lpad(seq::text, 3, '0'),
        (at AT TIME ZONE 'Europe/Moscow')::date, seq, status,
        CASE WHEN o % 3 = 0 THEN 'dine_in' ELSE 'takeaway' END, 'card', '', '', total,
@@ -236,7 +239,7 @@ SELECT id, kiosk_id, 'K' || lpad(kno::text, 2, '0') || '-' || lpad(seq::text, 3,
                    WHEN 'not_delivered' THEN 'Заказ оплачен, но не передан на кухню.' ELSE '' END,
        'done', s, 2 * o, CASE WHEN status = 'cancelled' THEN 2 * {n} + o / 50 END, o,
        CASE WHEN status = 'completed' THEN (o % 9000 + 1)::text ELSE '' END,
-       CASE WHEN status = 'completed' THEN 'Success' ELSE '' END, 1, NULL, 0,
+       CASE WHEN status = 'completed' THEN 'Success' ELSE '' END, 1, NULL, 0, '',
        at, at + interval '9 seconds'
 FROM (""" + _ORDER.replace("{shift}", _SHIFT) + """) AS ord
 """),
