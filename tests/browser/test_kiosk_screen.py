@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from iiko import emulator as demo
-from nekassir.models import Order, Refund
+from nekassir.models import Refund
 from tests.browser.conftest import SCREENSHOTS
+from tests.browser.steps import TIMEOUT, place_through_api
 from tests.panel_support import PIN
-from tests.venue import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 15_000
 SCREEN = {"width": 1080, "height": 1920}
 BASE_FONT = 18  # px: body text
 MIN_FONT = 16  # px: the smallest secondary text (labels, table heads, notes)
@@ -90,16 +88,6 @@ def check_screen(page, name: str) -> None:
 def tap_pin(page, digits: str) -> None:
     for digit in digits:
         page.get_by_test_id(f"key-{digit}").tap()
-
-
-def place_through_api(live_server, venue, *lines) -> Order:
-    body = order_body(*lines)
-    answer = httpx.post(f"{live_server.url}/api/v1/orders", json=body, timeout=30,
-                        headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    assert answer.status_code == 201, answer.text
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.COMPLETED, order.error_message
-    return order
 
 
 def finished_job(page, kind: str):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -14,13 +13,13 @@ from core.gs1 import GS, short_code
 from iiko import emulator as demo
 from marking.emulator import DEMO_TOKEN
 from marking.models import MarkedProduct
-from nekassir.models import Order, Refund
+from nekassir.models import Refund
+from tests.browser.steps import log_in_on_order, post_order
 from tests.panel_support import make_user
 from tests.venue import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 15_000
 WATER_GTIN = "04607012345608"
 
 
@@ -31,19 +30,10 @@ def test_marked_units_are_picked_in_the_refund_form(live_server, venue, marking_
     codes = marking_operator.mint(WATER_GTIN, "valid", 3)
     body = order_body((demo.PRODUCT_WATER_ID, "3"))
     body["lines"][0]["marking_codes"] = codes
-    answer = httpx.post(f"{live_server.url}/api/v1/orders", json=body, timeout=30,
-                        headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    assert answer.status_code == 201, answer.text
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.COMPLETED, order.error_message
+    order = post_order(live_server, venue, body)
 
     make_user("anna", "refund_order")
-    page.set_default_timeout(TIMEOUT)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{live_server.url}/login/?next=/orders/{order.pk}/")
-    page.fill("input[name=username]", "anna")
-    page.fill("input[name=password]", "pass-anna")
-    page.click("button[type=submit]")
+    log_in_on_order(page, live_server, order, "anna")
     expect(page.get_by_test_id("marks-table")).to_be_visible()
     short = page.get_by_test_id("mark-short").first
     expect(short).to_have_text(short_code(codes[0]))

@@ -8,23 +8,18 @@ import pytest
 from playwright.sync_api import expect
 
 from nekassir.models import Order
+from tests.browser.steps import TIMEOUT, log_in_on_order
 from tests.panel_support import PIN, make_user, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 15_000
 
 
 def test_the_browser_refuses_a_refund_above_what_may_go_back(live_server, client, venue, page, shot):
     order = place(client, venue)
     assert order.status == Order.Status.COMPLETED
     make_user("anna", "refund_order")
-    page.set_default_timeout(TIMEOUT)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{live_server.url}/login/?next=/orders/{order.pk}/")
-    page.fill("input[name=username]", "anna")
-    page.fill("input[name=password]", "pass-anna")
-    page.click("button[type=submit]")
+    log_in_on_order(page, live_server, order, "anna")
     coffee = page.get_by_test_id("qty-2")  # two cappuccinos paid
     expect(coffee).to_have_attribute("max", "2.000")
     coffee.fill("3")

@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from fiscal.models import Shift
 from iiko import emulator as demo
-from nekassir.models import Order, Refund
+from nekassir.models import Refund
+from tests.browser.steps import TIMEOUT, place_through_api
 from tests.panel_support import PIN, make_user
-from tests.venue import order_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 15_000
-
-
-def place_through_api(live_server, venue, *lines) -> Order:
-    body = order_body(*lines)
-    answer = httpx.post(f"{live_server.url}/api/v1/orders", json=body, timeout=30,
-                        headers={"Authorization": f"Bearer {venue.tokens['K1']}"})
-    assert answer.status_code == 201, answer.text
-    order = Order.objects.get(pk=body["id"])
-    assert order.status == Order.Status.COMPLETED, order.error_message
-    return order
 
 
 def finished_job(page, kiosk: str, kind: str):
