@@ -33,6 +33,7 @@ from marking import checks as marking_checks
 from marking.models import MarkingCheck
 from nekassir.models import Order, OrderMark
 from nekassir.order_steps import GUEST_MESSAGES, order_event, update_order
+from nekassir.receipts import RETURNED
 from payments.settlement import settle_before_close
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,16 @@ def validate_return(order: Order, session: RegisterSession) -> None:
     """Before the annulment's sellReturn: the sold units validated with ``itemPieceReturn`` (the FN must know
     them in this shift); the result is recorded, never a reason to stop (the operator may not know the sale yet)."""
     marks = list(order.marks.filter(state=OrderMark.State.SOLD).order_by("line__position", "unit"))
+    record_return_validation(session, marks, reference=f"order:{order.pk}:annul-marks")
+
+
+def record_return_validation(session: RegisterSession, marks: list[OrderMark], *, reference: str) -> None:
+    """Units about to go back (an annulment, a refund) validated with ``itemPieceReturn`` in this shift, the FN
+    taking a code into a receipt only so; each result kept in ``return_result``. Never a reason to stop: the money
+    goes back, and right after a sale the marking operator may not know the code was sold."""
     if not marks:
         return
-    results = validate_codes(session, [m.code for m in marks], status="itemPieceReturn",
-                             reference=f"order:{order.pk}:annul-marks")
+    results = validate_codes(session, [m.code for m in marks], status=RETURNED, reference=reference)
     for mark, result in zip(marks, results, strict=True):
         mark.return_result = asdict(result)
         mark.save(update_fields=["return_result", "updated_at"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -29,12 +28,12 @@ from django_q.tasks import async_task
 from core.events import record_event
 from core.locks import DeviceBusy, device_lock, sale_lock_key
 from core.models import Kiosk
-from fiscal.marking import validate_codes
 from fiscal.models import FiscalOperation
 from fiscal.register import FiscalError, FiscalFailed, RegisterSession, register_session
 from fiscal.shifts import ensure_open, ensure_shift_open
 from iiko.client import IikoError
 from iiko.connection import IikoNotConfigured, make_iiko_client
+from nekassir.checkout_marks import record_return_validation
 from nekassir.models import Order, OrderLine, OrderMark, OrderModifier, Refund, to_kopecks
 from nekassir.receipts import RETURNED, line_position, mark_position, modifier_position, receipt_task
 from payments.acquiring import rubles_to_kopecks
@@ -414,12 +413,7 @@ def _validate_return(refund: Refund, session: RegisterSession) -> None:
     takes a code into a receipt only so). The result is recorded on each unit and never stops the refund: the
     money is back, and right after a sale the marking operator may not know the code was sold."""
     marks = list(refund.marks.order_by("line__position", "unit"))
-    if not marks:
-        return
-    results = validate_codes(session, [m.code for m in marks], status=RETURNED, reference=f"refund:{refund.pk}:marks")
-    for mark, result in zip(marks, results, strict=True):
-        mark.return_result = asdict(result)
-        mark.save(update_fields=["return_result", "updated_at"])
+    record_return_validation(session, marks, reference=f"refund:{refund.pk}:marks")
 
 
 def _reconcile_with_receipt(refund: Refund) -> None:
