@@ -17,6 +17,7 @@ from core.models import Kiosk
 from fiscal.models import FiscalOperation, Shift
 from fiscal.vat import Vat
 from marking.models import MarkingCheck
+from payments.acquiring import kopecks_to_rubles
 from payments.models import CardOperation
 
 # --- orders --------------------------------------------------------------------------------------
@@ -431,4 +432,4 @@ class Refund(models.Model):
 
     @property
     def amount(self) -> Decimal:
-        return (Decimal(self.amount_kopecks) / 100).quantize(Decimal("0.01"))
+        return kopecks_to_rubles(self.amount_kopecks)

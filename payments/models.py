@@ -12,6 +12,7 @@ from django.db import models
 
 from core.models import Kiosk
 from fiscal.models import Shift
+from payments.acquiring import kopecks_to_rubles
 
 
 class CardOperation(models.Model):
@@ -92,7 +93,7 @@ class CardOperation(models.Model):
 
     @property
     def amount(self) -> Decimal:
-        return (Decimal(self.amount_kopecks) / 100).quantize(Decimal("0.01"))
+        return kopecks_to_rubles(self.amount_kopecks)
 
 
 class Settlement(models.Model):

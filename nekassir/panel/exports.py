@@ -38,6 +38,7 @@ from core.models import Kiosk
 from fiscal.models import FiscalDocument
 from nekassir.models import Order, Refund
 from nekassir.panel.reports import BadPeriod, Period, kiosks_named
+from payments.acquiring import kopecks_to_rubles
 from payments.models import CardOperation
 
 ROWS_PER_SHEET = 1_048_575  # data rows per XLSX sheet: the format's 1,048,576 rows less the header
@@ -63,7 +64,7 @@ def _local(moment: datetime | None) -> datetime | None:
 
 
 def _rub(kopecks: int | None) -> Decimal | None:
-    return None if kopecks is None else (Decimal(kopecks) / 100).quantize(CENT)
+    return None if kopecks is None else kopecks_to_rubles(kopecks)
 
 
 # --- orders ------------------------------------------------------------------------------------------
