@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.events import record_event
 from core.locks import device_lock, sale_lock_key
 from core.models import Kiosk
+from core.money import rub
 from fiscal import requisites
 from fiscal import vat as vat_rules
 from fiscal.models import Correction, FiscalOperation, Shift
@@ -162,7 +163,7 @@ def _lines(form: Mapping[str, str], taxation: str, on: date, errors: list[str]) 
     if not lines and not any(error.startswith("Позиция") for error in errors):
         errors.append("Укажите хотя бы одну позицию")
     elif sum((line.amount for line in lines), Decimal(0)) > MAX_TOTAL:
-        errors.append(f"Сумма чека коррекции больше {MAX_TOTAL} ₽: проверьте цены и количества")
+        errors.append(f"Сумма чека коррекции больше {rub(MAX_TOTAL)}: проверьте цены и количества")
     return tuple(lines)
 
 
@@ -178,7 +179,7 @@ def _line(raw: dict[str, str], n: int, taxation: str, on: date, errors: list[str
     elif price <= 0:
         found.append(f"Позиция {n}: цена должна быть больше нуля")
     elif price > MAX_PRICE:
-        found.append(f"Позиция {n}: цена больше {MAX_PRICE} ₽")
+        found.append(f"Позиция {n}: цена больше {rub(MAX_PRICE)}")
     quantity = _decimal(raw["quantity"], QUANTITY_PLACES)
     if quantity is None:
         found.append(f"Позиция {n}: количество — число, до {QUANTITY_PLACES} знаков после запятой")

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from core.fields import ExactJSONField
 from core.models import Event, Kiosk
+from core.money import rub
 
 
 class FiscalOperation(models.Model):
@@ -219,4 +220,4 @@ class Correction(models.Model):
         ordering = ["-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.total} ₽ (смена {self.shift.number})"
+        return f"{self.get_kind_display()} {rub(self.total)} (смена {self.shift.number})"

@@ -42,6 +42,7 @@ from django.utils.dateparse import parse_datetime
 from core.events import record_event
 from core.locks import DeviceBusy, device_lock
 from core.models import Event, Kiosk
+from core.money import rub
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from nekassir.models import IikoAttempt, Order
 from nekassir.panel.reconciliation import (
@@ -143,7 +144,7 @@ def _order_problems(since: datetime, limit: int | None = None, covered: set | No
             reason = f": {last[:200]}" if last else ""
             problems.append(Problem(
                 f"order:{order.pk}:not_delivered:{order.iiko_round}", "order_not_delivered",
-                f"Заказ {order.number} ({order.total} ₽, киоск {order.kiosk.code}) оплачен, но не передан в iiko"
+                f"Заказ {order.number} ({rub(order.total)}, киоск {order.kiosk.code}) оплачен, но не передан в iiko"
                 f"{reason}. Передайте его на кухню вручную или повторите отправку.", **common))
         else:
             problems.append(Problem(
@@ -180,8 +181,8 @@ def _card_problem(op, order: Order | None, now: datetime) -> Problem:
     since = op.sent_at or op.created_at
     code = op.kiosk.code
     what = f"операция «{op.get_kind_display()}» по карте" if op.kind != "sale" else "оплата картой"
-    subject = (f"заказа {order.number} ({order.total} ₽, киоск {code})" if order is not None
-               else f"на терминале киоска {code} ({op.amount} ₽)")
+    subject = (f"заказа {order.number} ({rub(order.total)}, киоск {code})" if order is not None
+               else f"на терминале киоска {code} ({rub(op.amount)})")
     common = {"kiosk_id": op.kiosk_id, "kiosk_code": code, "since": since, "link": ("order", order.pk) if order
               else None, "data": {"operation": op.op_id}}
     if now - since >= CARD_UNKNOWN_ESCALATE_AFTER:
@@ -191,7 +192,7 @@ def _card_problem(op, order: Order | None, now: datetime) -> Problem:
             "терминал нельзя сверить (сверка итогов), а Сбербанк перестаёт принимать карты через 5 дней без сверки. "
             "Разрешите её на странице заказа: «деньги списаны» по слипу или «не списаны» по отчёту терминала.",
             **common)
-    head = f"Заказ {order.number} ({order.total} ₽, киоск {code})" if order is not None else f"Киоск {code}"
+    head = f"Заказ {order.number} ({rub(order.total)}, киоск {code})" if order is not None else f"Киоск {code}"
     return Problem(
         f"card:{op.pk}:unknown", "card_unknown",
         f"{head}: исход {'оплаты картой' if op.kind == 'sale' else what} неизвестен с {_when(since)} — "

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, Sum
 
+from core.money import rub
 from fiscal.models import FiscalDocument
 from nekassir.models import Order, Refund
 from payments.models import CardOperation
@@ -103,16 +104,16 @@ def total_gaps(register: Totals | None, documents: Totals, card: Totals, split: 
     gaps = []
     if register is not None:
         if register.sells != documents.sells:
-            gaps.append(f"Приход: ККТ {register.sells} ₽, наши чеки {documents.sells} ₽")
+            gaps.append(f"Приход: ККТ {rub(register.sells)}, наши чеки {rub(documents.sells)}")
         if register.returns != documents.returns:
-            gaps.append(f"Возвраты прихода: ККТ {register.returns} ₽, наши чеки {documents.returns} ₽")
+            gaps.append(f"Возвраты прихода: ККТ {rub(register.returns)}, наши чеки {rub(documents.returns)}")
     corrected = corrections.net if corrections is not None else ZERO
     fiscal = documents.net - split + corrected
     if fiscal != card.net:
-        explained = f" (из них аннулирование в другой смене: {split} ₽)" if split else ""
-        with_corrections = f", с чеками коррекции {documents.net + corrected} ₽" if corrected else ""
-        gaps.append(f"Чеки (приход − возвраты) {documents.net} ₽{with_corrections} ≠ операции по картам "
-                    f"(оплаты − отмены − возвраты) {card.net} ₽, разница {fiscal - card.net} ₽"
+        explained = f" (из них аннулирование в другой смене: {rub(split)})" if split else ""
+        with_corrections = f", с чеками коррекции {rub(documents.net + corrected)}" if corrected else ""
+        gaps.append(f"Чеки (приход − возвраты) {rub(documents.net)}{with_corrections} ≠ операции по картам "
+                    f"(оплаты − отмены − возвраты) {rub(card.net)}, разница {rub(fiscal - card.net)}"
                     f"{explained}")
     return gaps
 
@@ -121,8 +122,8 @@ def correction_gaps(register: Totals | None, made_here: Totals) -> list[str]:
     """The register's counters of correction receipts against ours made in the shift (whatever they fix)."""
     if register is None or register == made_here:
         return []
-    return [f"Чеки коррекции: ККТ {register.sells} ₽ прихода, {register.returns} ₽ возврата; наши "
-            f"{made_here.sells} ₽ и {made_here.returns} ₽"]
+    return [f"Чеки коррекции: ККТ {rub(register.sells)} прихода, {rub(register.returns)} возврата; наши "
+            f"{rub(made_here.sells)} и {rub(made_here.returns)}"]
 
 
 # --- pure: one order ----------------------------------------------------------------------------
@@ -173,11 +174,11 @@ def order_issues(order: OrderFacts) -> list[str]:
         if not sold:
             issues.append("Оплачен, но чека прихода нет")
         elif order.sell is not None and order.sell.total is not None and order.sell.total != order.total:
-            issues.append(f"Чек прихода на {order.sell.total} ₽, заказ на {order.total} ₽")
+            issues.append(f"Чек прихода на {rub(order.sell.total)}, заказ на {rub(order.total)}")
         if not charged:
             issues.append("Чек пробит, но одобренной оплаты картой нет")
         elif order.sale is not None and order.sale.amount != order.total:
-            issues.append(f"Оплата {order.sale.amount} ₽, заказ на {order.total} ₽")
+            issues.append(f"Оплата {rub(order.sale.amount)}, заказ на {rub(order.total)}")
         if annulled:
             issues.append("Оплата одобрена, а чек прихода аннулирован")
     if order.status in UNPAID_FINAL:
@@ -191,20 +192,20 @@ def order_issues(order: OrderFacts) -> list[str]:
             continue
         refunded += refund.amount
         if refund.state == "needs_attention":
-            issues.append(f"Возврат {refund.amount} ₽: деньги возвращены, чек возврата ещё не пробит")
+            issues.append(f"Возврат {rub(refund.amount)}: деньги возвращены, чек возврата ещё не пробит")
         if refund.state != "done":
             continue
         if refund.card is None or refund.card.state != "approved":
-            issues.append(f"Возврат {refund.amount} ₽ выполнен без одобренной операции по карте")
+            issues.append(f"Возврат {rub(refund.amount)} выполнен без одобренной операции по карте")
         elif refund.card.amount != refund.amount:
-            issues.append(f"Возврат {refund.amount} ₽, а по карте возвращено {refund.card.amount} ₽")
+            issues.append(f"Возврат {rub(refund.amount)}, а по карте возвращено {rub(refund.card.amount)}")
         if refund.receipt is None or refund.receipt.state != "done":
-            issues.append(f"Возврат {refund.amount} ₽ без чека возврата прихода")
+            issues.append(f"Возврат {rub(refund.amount)} без чека возврата прихода")
         elif refund.receipt.total is not None and refund.receipt.total != refund.amount:
-            issues.append(f"Чек возврата на {refund.receipt.total} ₽, а возврат на {refund.amount} ₽")
+            issues.append(f"Чек возврата на {rub(refund.receipt.total)}, а возврат на {rub(refund.amount)}")
     paid = order.sale.amount if charged and order.sale is not None else ZERO
     if refunded > paid:
-        issues.append(f"Возвращено {refunded} ₽ — больше, чем оплачено ({paid} ₽)")
+        issues.append(f"Возвращено {rub(refunded)} — больше, чем оплачено ({rub(paid)})")
     return issues
 
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 from django import template
 from django.urls import reverse
-from django.utils.formats import number_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from core.gs1 import GS, short_code
+from core.money import money_text, rub
 from nekassir.iiko_messages import explain, is_raw
 from nekassir.panel.access import READ, REFUND
 from nekassir.panel.masking import mask_contact, mask_document
@@ -38,13 +38,10 @@ def page_url(context, param: str, number, anchor: str = "") -> str:
     return f"?{query.urlencode()}" + (f"#{anchor}" if anchor else "")
 
 
-@register.filter
-def rub(value) -> str:
-    """1234.5 → «1 234,50 ₽» (money is Decimal end to end)."""
-    if value in (None, ""):
-        return "—"
-    amount = Decimal(str(value)).quantize(Decimal("0.01"))
-    return f"{number_format(amount, 2, use_l10n=True, force_grouping=True)} ₽"
+# Money, the one way the product writes it (core.money): ``{{ order.total|rub }}`` → «1 234,50 ₽»; a stored
+# text's amounts («K1-001: возврат 709.00 ₽») shown the same way: ``{{ event.message|money_text }}``.
+register.filter("rub", rub)
+register.filter("money_text", money_text)
 
 
 @register.filter
@@ -149,16 +146,3 @@ def way_back(context) -> dict[str, object]:
         return embed
     user = getattr(request, "user", None)
     return {"embed": False, "url": reverse("panel:home") if user is not None and user.has_perm(READ) else ""}
-
-
-# An amount written into a stored text (the journal's messages, reconciliation notes) as Python prints a Decimal:
-# «709.00 ₽», «1234.5 ₽». Shown through ``money_text`` the UI's way, whenever the text was written.
-STORED_AMOUNT = re.compile(r"(?<![\d.,])(-?\d+(?:\.\d+)?) ₽")
-
-
-@register.filter
-def money_text(value) -> str:
-    """``{{ event.message|money_text }}``: «K1-001: возврат 709.00 ₽» → «K1-001: возврат 709,00 ₽» (``rub``)."""
-    if not value:
-        return value
-    return STORED_AMOUNT.sub(lambda found: rub(found.group(1)), str(value))

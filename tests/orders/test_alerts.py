@@ -126,7 +126,7 @@ def test_an_order_not_delivered_to_iiko_is_sent_once(bot, kiosk):
     assert first["sent"] == 1 and second == {"configured": True, "new": 0, "cleared": 0, "sent": 0, "failed": 0}
     [message] = bot.journal()
     assert message["chat_id"] == CHAT
-    assert message["text"].startswith("Некассир — Кафе на Ленина:\n❗ Заказ K1-001 (529.00 ₽, киоск K1)")
+    assert message["text"].startswith("Некассир — Кафе на Ленина:\n❗ Заказ K1-001 (529,00 ₽, киоск K1)")
     assert "Creation timeout expired" in message["text"]
     assert f"http://192.168.1.10:8000/orders/{order.pk}/" in message["text"]
     assert sent_refs() == [f"alert:order:{order.pk}:not_delivered:1"]
@@ -169,7 +169,7 @@ def test_a_register_total_that_differs_from_our_receipts(bot, kiosk):
     shift = make_closed_shift(kiosk, register_totals=totals)
     Settlement.objects.create(kiosk=kiosk, shift=shift, state=Settlement.State.OK, attempts=1)
     alerts.scan_and_send()
-    assert "Приход: ККТ 529.00 ₽, наши чеки 0.00 ₽" in texts(bot)[0]
+    assert "Приход: ККТ 529,00 ₽, наши чеки 0,00 ₽" in texts(bot)[0]
 
 
 def test_a_reconciled_shift_says_nothing(bot, kiosk):
@@ -324,7 +324,7 @@ def test_an_unknown_card_operation_names_the_order_and_the_kiosk_once(bot, kiosk
     alerts.scan_and_send()
     alerts.scan_and_send()
     [text] = texts(bot)
-    assert f"Заказ {order.number} (529.00 ₽, киоск K1): исход оплаты картой неизвестен" in text
+    assert f"Заказ {order.number} (529,00 ₽, киоск K1): исход оплаты картой неизвестен" in text
     assert "терминал заблокирован" in text and "«деньги списаны»" in text
     assert f"http://192.168.1.10:8000/orders/{order.pk}/" in text
     assert "требует внимания" not in text  # one line for the order, not a second generic one
@@ -339,7 +339,7 @@ def test_an_unknown_card_operation_is_escalated_after_an_hour(bot, kiosk):
     alerts.scan_and_send()
     first, escalated = texts(bot)
     assert "Больше часа" not in first
-    assert f"заказа {order.number} (529.00 ₽, киоск K1)" in escalated and "Больше часа" in escalated
+    assert f"заказа {order.number} (529,00 ₽, киоск K1)" in escalated and "Больше часа" in escalated
     assert "терминал нельзя сверить" in escalated and "5 дней без сверки" in escalated
     assert f"/orders/{order.pk}/" in escalated
 

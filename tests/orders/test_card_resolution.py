@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from core.models import Event
+from core.money import rub
 from nekassir.models import Order, Refund
 from payments.models import CardOperation
 from tests.panel_support import HX, place
@@ -208,7 +209,7 @@ def test_the_venue_page_names_the_order_and_the_kiosk_and_escalates_after_an_hou
 
     order = stuck_sale(client, venue, charged=True)
     html = manager_client.get("/alerts/", headers=HX).content.decode()
-    assert f"Заказ {order.number} ({order.total} ₽, киоск K2): исход оплаты картой неизвестен" in html
+    assert f"Заказ {order.number} ({rub(order.total)}, киоск K2): исход оплаты картой неизвестен" in html
     assert f'href="/orders/{order.pk}/"' in html and "<td>K2</td>" in html
     assert "требует внимания" not in html
     CardOperation.objects.filter(pk=order.card_sale_id).update(sent_at=timezone.now() - timedelta(minutes=61))

@@ -45,7 +45,7 @@ def test_with_no_problems_everything_is_fine(manager_client, venue):
 def test_an_order_not_delivered_to_iiko_is_listed_with_its_kiosk_time_and_link(manager_client, venue):
     [order] = not_delivered(venue.kiosks["K1"], fake_shift(venue.kiosks["K1"]))
     html = fragment(manager_client)
-    assert f"Заказ {order.number} (250.00 ₽, киоск K1) оплачен, но не передан в iiko" in html
+    assert f"Заказ {order.number} (250,00 ₽, киоск K1) оплачен, но не передан в iiko" in html
     assert f'href="/orders/{order.pk}/"' in html and "<td>K1</td>" in html
     order.refresh_from_db()
     assert timezone.localtime(order.created_at).strftime("%d.%m %H:%M") in html

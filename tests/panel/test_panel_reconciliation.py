@@ -42,8 +42,8 @@ def test_totals_that_agree_have_no_gap():
 def test_every_disagreement_is_named():
     ours = Totals(D("856.00"), D("378.00"))
     gaps = total_gaps(Totals(D("900.00"), D("378.00")), ours, Totals(D("856.00"), D("189.00")))
-    assert any("Приход: ККТ 900.00" in g for g in gaps)
-    assert any("разница -189.00" in g for g in gaps)
+    assert any("Приход: ККТ 900,00 ₽" in g for g in gaps)
+    assert any("разница -189,00 ₽" in g for g in gaps)
 
 
 def completed(**changes) -> OrderFacts:
@@ -56,7 +56,7 @@ def test_a_completed_order_is_one_sell_and_one_approved_sale():
     assert order_issues(completed()) == []
     assert order_issues(completed(sale=None)) == ["Чек пробит, но одобренной оплаты картой нет"]
     assert order_issues(completed(sell=Doc("failed"))) == ["Оплачен, но чека прихода нет"]
-    assert "Оплата 200.00 ₽, заказ на 250.00 ₽" in order_issues(completed(sale=Card("approved", D("200.00"))))
+    assert "Оплата 200,00 ₽, заказ на 250,00 ₽" in order_issues(completed(sale=Card("approved", D("200.00"))))
 
 
 def test_a_cancelled_order_has_no_charge_and_an_annulled_receipt():
@@ -74,7 +74,7 @@ def test_refunded_lines_need_a_card_refund_and_a_return_receipt():
     good = RefundFacts("done", True, D("100.00"), Card("approved", D("100.00")), Doc("done", D("100.00")))
     assert order_issues(completed(refunds=(good,))) == []
     no_receipt = RefundFacts("done", True, D("100.00"), Card("approved", D("100.00")), None)
-    assert order_issues(completed(refunds=(no_receipt,))) == ["Возврат 100.00 ₽ без чека возврата прихода"]
+    assert order_issues(completed(refunds=(no_receipt,))) == ["Возврат 100,00 ₽ без чека возврата прихода"]
     waiting = RefundFacts("needs_attention", True, D("100.00"), Card("approved", D("100.00")))
     assert "чек возврата ещё не пробит" in order_issues(completed(refunds=(waiting,)))[0]
     failed = RefundFacts("failed", True, D("100.00"), Card("declined", D("100.00")))

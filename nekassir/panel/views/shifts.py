@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from core.money import rub
 from fiscal import vat as vat_rules
 from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
 from fiscal.models import Correction, FiscalDocument, Shift
@@ -146,7 +147,7 @@ def correction(request: HttpRequest, scope: Scope, shift_id: int) -> HttpRespons
     if wanted.instruction_number:
         basis += f" № {wanted.instruction_number}"
     start = jobs.start_job(scope, "correction", current.kiosk, object_ref=f"shift:{current.pk}",
-                           message=(f"{wanted.label.capitalize()} на {wanted.total} ₽ за смену №{current.number} "
+                           message=(f"{wanted.label.capitalize()} на {rub(wanted.total)} за смену №{current.number} "
                                     f"({basis}, расчёт {wanted.settlement_date:%d.%m.%Y}): {wanted.reason}"),
                            data={"shift_id": current.pk, "correction": wanted.as_data()})
     return job_answer(request, scope, start, back=scope.url("shift", current.pk) + "#shift-corrections")
