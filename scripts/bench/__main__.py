@@ -1,6 +1,6 @@
 """``make bench`` / ``make bench-quick``: every part in its own process, then every figure, once.
 
-    python -m scripts.bench [--quick] [--only checkout|panel ...] [--doc | --no-doc]
+    python -m scripts.bench [--quick] [--only checkout|kiosks30|panel ...] [--doc | --no-doc]
 
 Prints each ratio on its own line (``ratio <name>: <value> (target <target>)``) and each absolute
 figure as ``figure <name>: …``; keeps everything in var/bench/results.json (quick: results-quick.json)
@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 from scripts.bench.common import PY, ROOT, machine, say, write_json
-from scripts.bench.report import checkout_lines, panel_lines, stamp, write_doc, write_readme
+from scripts.bench.memory import product_pss_mib
+from scripts.bench.report import checkout_lines, kiosks30_lines, panel_lines, stamp, write_doc, write_readme
 
-PARTS = ("checkout", "panel")
+PARTS = ("checkout", "kiosks30", "panel")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(part)
             continue
         results[part] = json.loads(out.read_text())
-    results["lines"] = checkout_lines(results.get("checkout", {})) + panel_lines(results.get("panel", {}))
+    checkout = results.get("checkout", {})
+    pss_10 = product_pss_mib(checkout["memory"]) if checkout.get("memory") else None
+    results["lines"] = (checkout_lines(checkout) + kiosks30_lines(results.get("kiosks30", {}), pss_10)
+                        + panel_lines(results.get("panel", {})))
     results["finished"] = stamp()
     results["duration_s"] = time.monotonic() - started
     write_json(out_dir / f"results{suffix}.json", results)
