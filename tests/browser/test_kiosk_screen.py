@@ -2,15 +2,18 @@
 
 Every page the embed shows (the PIN page, with and without its error; the kiosk page, with a job's result, the X
 report and the closing report; the job page; the orders list; an order, with the refund form and after a refund;
-the shift page) is saved to artifacts/screenshots/embed-<page>.png and checked: nothing wider than the screen
-(the document, tables, slips), body text at least 18 px and no text under 16 px, every visible control (links,
-buttons, summaries, fields) at least 48×48 px, no style that shows something only under the mouse (:hover
-changing display, visibility, opacity…). The PIN is entered by taps on the page's own keypad alone.
+the shift page; the error pages the embed meets: 403 for a refund while refunds are off on kiosks, 404 for a
+wrong order id, each with its big «Вернуться в сервисное меню») is saved to
+artifacts/screenshots/embed-<page>.png and checked: nothing wider than the screen (the document, tables, slips),
+body text at least 18 px and no text under 16 px, every visible control (links, buttons, summaries, fields) at
+least 48×48 px, no style that shows something only under the mouse (:hover changing display, visibility,
+opacity…). The PIN is entered by taps on the page's own keypad alone.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -96,6 +99,17 @@ def finished_job(page, kind: str):
     return job
 
 
+def check_error_page(page, name: str) -> None:
+    """An error page of the embed: checked like the others, its big way back taken to the service menu."""
+    check_screen(page, name)
+    back = page.get_by_test_id("way-back")
+    expect(back).to_have_text("Вернуться в сервисное меню")
+    box = back.bounding_box()
+    assert box is not None and box["height"] >= TARGET, f"{name}: way back {box}"
+    back.tap()
+    expect(page.locator("#kiosk-K1")).to_be_visible()
+
+
 def test_every_embed_page_fits_the_kiosks_portrait_touch_screen(live_server, venue, browser, settings):
     settings.KIOSK_SERVICE_REFUNDS = True  # so that the order page shows its densest form, the refund's
     screen = browser.new_context(locale="ru-RU", timezone_id="Europe/Moscow", viewport=SCREEN, has_touch=True)
@@ -154,6 +168,16 @@ def test_every_embed_page_fits_the_kiosks_portrait_touch_screen(live_server, ven
         expect(page.get_by_test_id("refund-row").first).to_have_attribute("data-state", "done")
         assert Refund.objects.get(order=first).amount == coffee.price
         check_screen(page, "order-refunded")
+
+        # --- the embed's error pages: a refund while refunds are off on kiosks (403), a wrong order id (404) ------
+        settings.KIOSK_SERVICE_REFUNDS = False
+        page.get_by_test_id("qty-1").fill("1")
+        page.get_by_test_id("refund-submit").click()
+        expect(page.get_by_test_id("refunds-off")).to_be_visible()
+        check_error_page(page, "403")
+        page.goto(f"{live_server.url}/kiosk/K1/service/orders/{uuid.uuid4()}/")
+        expect(page.get_by_test_id("not-found")).to_be_visible()
+        check_error_page(page, "404")
 
         # --- the shift page, then the close with its report and slip -------------------------------------------
         page.goto(f"{live_server.url}/kiosk/K1/service/")
