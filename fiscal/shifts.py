@@ -204,8 +204,9 @@ def print_x_report(kiosk: Kiosk, *, user=None) -> XReport:
     with register_session(kiosk, purpose=f"{kiosk.code}: X-отчёт") as session:
         op = session.run({"type": "reportX", **_operator_fields(kiosk)}, reference="shift:xreport")
         totals = _register_totals(session, when="after an X report")
+        shift = Shift.current(kiosk)  # the register's open shift as we know it: its page shows the latest report
         record_event("fiscal.shift.xreport", kiosk=kiosk, user=user, message="X-отчёт напечатан",
-                     data={"totals": totals})
+                     object_ref=f"shift:{shift.pk}" if shift is not None else "", data={"totals": totals})
         return XReport(op, totals)
 
 

@@ -1,5 +1,5 @@
-"""A kiosk's shifts, one page each, paged previous / next: times, receipts, reconciliation, orders, and the
-correction receipts that fix its gaps (made from here, ``correction``).
+"""A kiosk's shifts, one page each, paged previous / next: times, the latest X report, receipts, reconciliation,
+orders, and the correction receipts that fix its gaps (made from here, ``correction``).
 
 A shift has hundreds of receipts and orders: both lists are paged (``ON_PAGE`` rows), while the totals and
 the reconciliation cover the whole shift (SQL aggregates and one plain row per order).
@@ -7,12 +7,15 @@ the reconciliation cover the whole shift (SQL aggregates and one plain row per o
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from core.models import Event
 from core.money import rub
 from fiscal import vat as vat_rules
 from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
@@ -20,6 +23,7 @@ from fiscal.models import Correction, FiscalDocument, Shift
 from nekassir.models import Order, OrderMark
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
+from nekassir.panel.outcomes import x_report_figures
 from nekassir.panel.params import page_number
 from nekassir.panel.reconciliation import reconcile_shift
 from nekassir.panel.venue import with_refunds
@@ -95,12 +99,28 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
         "orders": orders,
         "settlements": settlements,
         "marks": marks_of_shift(current),
+        "xreport": latest_x_report(current),
         "journal": manual_actions(scope, object_ref=f"shift:{current.pk}")[:50],
         "corrections": list(Correction.objects.filter(shift=current).select_related(
             "operation__document__shift", "created_by").order_by("id")),
         "can_correct": not scope.embed and scope.can(MANAGE_SHIFT),
         "correction_form": correction_form(posted or {}),
     }
+
+
+# fiscal.shifts.print_x_report's journal line (from the panel, the kiosk's menu or the kkt command), tied to the shift
+# it was printed in, with the register's counters read right after the paper.
+XREPORT_PRINTED = "fiscal.shift.xreport"
+
+
+def latest_x_report(current: Shift) -> dict[str, Any] | None:
+    """The latest X report of this shift: its figures as the job's result shows them, and when (shown in the
+    venue's TIME_ZONE); None when none was printed. One query by the shift's reference (indexed)."""
+    printed = (Event.objects.filter(object_ref=f"shift:{current.pk}", action=XREPORT_PRINTED)
+               .only("created_at", "data").order_by("-id").first())
+    if printed is None:
+        return None
+    return {**x_report_figures((printed.data or {}).get("totals"), None), "at": printed.created_at}
 
 
 def marks_of_shift(current: Shift) -> dict[str, int]:
