@@ -82,8 +82,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Content-Security-Policy on every answer (django-csp 4): the panel, the kiosk embed, the login form, the admin, the
+# error pages. Scripts and styles come only from our own static files (no inline <script>, <style> or style=;
+# htmx's own indicator <style> is off through <meta name="htmx-config"> in templates/panel/_layout.html), the
+# receipt QR codes and the reports' chart are inline SVG (no data: images). No page may be framed, as
+# X_FRAME_OPTIONS says, except the kiosk embed: nekassir.panel.access.frame_for_kiosk replaces frame-ancestors on
+# its answers with 'self' and KIOSK_FRAME_ORIGINS (settings_panel.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 ROOT_URLCONF = "nekassir.urls"
 WSGI_APPLICATION = "nekassir.wsgi.application"

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 from django_q import brokers
 from django_q.models import Schedule
 
-from nekassir.panel.access import KIOSK_REFUNDS_OFF
+from nekassir.panel.access import KIOSK_REFUNDS_OFF, frame_for_kiosk
 from nekassir.panel.templatetags import embed_back
 
 log = logging.getLogger(__name__)
@@ -65,21 +65,28 @@ def health(request):
 
 
 # --- error pages ----------------------------------------------------------------------------------
+def _framed(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """An error page of the kiosk embed is shown inside the kiosk's frame, like the embed's own pages (its way
+    back is there); a manager's error page may not be framed at all."""
+    return frame_for_kiosk(response) if embed_back(request) is not None else response
+
+
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 in Russian: a wrong order id, another kiosk's shift from the embed, a mistyped address."""
-    return render(request, "404.html", status=404)
+    return _framed(request, render(request, "404.html", status=404))
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     """403 in Russian (``templates/403.html``); a refund from the kiosk embed says that refunds are off on
     kiosks and which setting turns them on."""
-    return render(request, "403.html", {"refunds_off": str(exception) == KIOSK_REFUNDS_OFF}, status=403)
+    return _framed(request, render(request, "403.html", {"refunds_off": str(exception) == KIOSK_REFUNDS_OFF},
+                                   status=403))
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A form refused by the CSRF check (the page was open too long, or the browser did not send its cookies,
     as a kiosk's frame may not): the Russian 403 page saying to reload, with the way back."""
-    return render(request, "403.html", {"csrf_failed": True}, status=403)
+    return _framed(request, render(request, "403.html", {"csrf_failed": True}, status=403))
 
 
 # If even the error page cannot be drawn (the database is gone, a template breaks), this is what is sent.
@@ -92,7 +99,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """500 in Russian with a way back (the kiosk embed to its service menu), drawn without the database."""
     back = embed_back(request) or {"embed": False, "url": "/"}
     try:
-        return render(request, "500.html", {"back": back}, status=500)
+        response = render(request, "500.html", {"back": back}, status=500)
     except Exception:  # the page must answer whatever broke
         log.exception("the 500 page could not be rendered")
-        return HttpResponseServerError(PLAIN_500)
+        response = HttpResponseServerError(PLAIN_500)
+    return frame_for_kiosk(response) if back["embed"] else response

@@ -24,7 +24,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.clickjacking import xframe_options_exempt
 
 from core.models import Event, Kiosk
 from nekassir.models import Order
@@ -182,9 +181,12 @@ def manager_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 
 
 def frame_for_kiosk(response: HttpResponse) -> HttpResponse:
-    """Only the configured kiosk origins may frame the embed (browsers prefer this over X-Frame-Options)."""
-    origins = " ".join(["'self'", *settings.KIOSK_FRAME_ORIGINS])
-    response["Content-Security-Policy"] = f"frame-ancestors {origins}"
+    """Only the panel itself and the configured kiosk origins may frame this answer of the embed: django-csp's
+    middleware writes the whole policy (``CONTENT_SECURITY_POLICY``) with frame-ancestors replaced, as
+    ``csp.decorators.csp_replace`` does (here per answer: ``KIOSK_FRAME_ORIGINS`` is read when it is sent), and
+    Django's X-Frame-Options: DENY is left off it (frame-ancestors says who may frame it)."""
+    response._csp_replace = {"frame-ancestors": ["'self'", *settings.KIOSK_FRAME_ORIGINS]}  # type: ignore[attr-defined]
+    response.xframe_options_exempt = True  # what @xframe_options_exempt sets
     return response
 
 
@@ -208,7 +210,6 @@ def embed_view(view: Callable[..., HttpResponse], *, kiosk_scoped: bool = False)
     ``kiosk_scoped`` views (``view(request, scope, code, ...)``) get the code of the embed's prefix."""
 
     @wraps(view)
-    @xframe_options_exempt
     def wrapper(request: HttpRequest, code: str, *args: Any, **kwargs: Any) -> HttpResponse:
         kiosk = get_object_or_404(Kiosk, code=code, active=True, has_register=True)
         if not kiosk_unlocked(request, kiosk):
