@@ -34,7 +34,7 @@ from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
 from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
 from fiscal.shifts import ensure_open
-from nekassir import checkout_marks
+from nekassir import checkout_marks, report_summary
 from nekassir.checkout_marks import MarksOutcome, MarksRefused
 from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
@@ -318,6 +318,7 @@ def _finish(order: Order, status: str, code: str = "", detail: str = "", message
     message = message or GUEST_MESSAGES.get(code, "")
     with transaction.atomic():
         update_order(order, step=Step.DONE, status=status, error_code=code, error_message=message, retry_at=None)
+        report_summary.order_settled(order)  # the report's kept figures of its day (made before this hour)
         if status in (Status.FAILED, Status.CANCELLED):
             # No sale stands (none was made, or it was annulled): the order's marking codes are free again.
             checkout_marks.release(order)

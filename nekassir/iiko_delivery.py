@@ -42,6 +42,7 @@ from core.events import record_event
 from core.locks import DeviceBusy, device_lock
 from iiko.client import IikoClient, IikoError, IikoHTTPError, build_order, is_duplicate_refusal
 from iiko.connection import IikoNotConfigured, shared_iiko_client
+from nekassir import report_summary
 from nekassir.iiko_messages import explain
 from nekassir.models import IikoAttempt, Order
 from nekassir.order_steps import GUEST_MESSAGES, defer
@@ -284,6 +285,7 @@ def _completed(order: Order) -> str:
             iiko_state=success.iiko_status if success else "", error_code="", error_message="", retry_at=None,
             updated_at=timezone.now(),
         )
+        report_summary.order_settled(order)  # the report's kept figures of its day (made before this hour)
         record_event("order.completed", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
                      message=f"{order.number}: передан в iiko")
     order.refresh_from_db()

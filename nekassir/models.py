@@ -433,3 +433,26 @@ class Refund(models.Model):
     @property
     def amount(self) -> Decimal:
         return kopecks_to_rubles(self.amount_kopecks)
+
+
+class ReportDay(models.Model):
+    """The accountant's report's kept figures of one venue day: its settled orders made before ``until`` by kiosk
+    and shift, and their lines by kiosk and item (``nekassir.report_summary``). They count only while
+    ``filled_generation`` equals ``generation``, which the code settling an order of that day bumps; refunds are
+    never kept."""
+
+    day = models.DateField("день", unique=True)
+    generation = models.PositiveBigIntegerField("поколение", default=0)
+    filled_generation = models.PositiveBigIntegerField("посчитано для поколения", null=True, blank=True)
+    figures = models.TextField("цифры (JSON)", blank=True, default="")
+    until = models.DateTimeField("по (не включая)", null=True, blank=True,
+                                 help_text="Цифры — заказов, созданных до этого момента.")
+    filled_at = models.DateTimeField("посчитано", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "итоги дня для отчёта"
+        verbose_name_plural = "итоги дней для отчёта"
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} (поколение {self.generation})"

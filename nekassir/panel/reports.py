@@ -14,9 +14,11 @@ What counts, from our own records of what the devices did:
   returns are not subtracted, modifiers not counted.
 
 Days are the venue's days (``TIME_ZONE``): the period's bounds are its local midnights and rows are grouped
-with ``TruncDate`` in that zone. Everything is SQL aggregates in a fixed number of queries whatever the period
-(orders by day and shift, refunds by day and shift, top items, the shifts named, the kiosks): the rows read
-back are one per (day, shift), never one per order.
+with ``TruncDate`` in that zone. Everything is SQL aggregates in a fixed number of queries whatever the period:
+the rows read back are one per (day, kiosk, shift) or (day, kiosk, item), never one per order. The orders'
+figures of past days are kept (``nekassir.report_summary``: the settled orders of a day, filled on the first
+report that needs the day, invalidated by the code that settles one of its orders); today, the unsettled orders
+and the refunds are always read from the orders themselves.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.core.exceptions import BadRequest
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from core.models import Kiosk
 from fiscal.models import Shift
-from nekassir.models import Order, OrderLine, Refund
+from nekassir.models import Order, Refund
+from nekassir.report_summary import ANNULLED, CARD_PAID, SOLD, ItemRow, OrderRow, summarize
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -44,11 +48,7 @@ TOP_ITEMS = 10
 KIOSK_CODE_MAX = 64
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-SOLD = Q(sell_operation__state="done")
-ANNULLED = SOLD & Q(annul_operation__state="done")
-CARD_PAID = Q(card_sale__state="approved")
 RETURNED = Q(return_operation__state="done")
-PAID = (Order.Status.COMPLETED, Order.Status.NOT_DELIVERED)
 
 
 class BadPeriod(BadRequest):
@@ -292,28 +292,60 @@ def chart(days: Sequence[DayRow]) -> dict[str, Any]:
             "labels": list(dict.fromkeys(labels)), "label_y": CHART_HEIGHT + 16}
 
 
+def _order_figures(row: OrderRow) -> Figures:
+    return Figures(sales=row.sales, sales_count=row.sales_count, annulments=row.annulments,
+                   annulments_count=row.annulments_count, card=_kopecks(row.card_kopecks))
+
+
+def top_items(items: Iterable[ItemRow], limit: int = TOP_ITEMS) -> list[dict[str, Any]]:
+    """The items by amount (then name, in the database's collation, as ``ORDER BY name`` would), summed over
+    the rows: ``orders`` counts the lines, as the page always did. The rows are the lines of the paid orders
+    (completed, or paid and not delivered to iiko), read from the order row alone (a join to the fiscal journal
+    for every line would cost more than the whole rest of the page)."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for row in items:
+        item = by_name.setdefault(row.name, {"name": row.name, "quantity": Decimal(0), "amount": ZERO, "orders": 0})
+        item["quantity"] += row.quantity
+        item["amount"] += row.amount
+        item["orders"] += row.lines
+    ranked = sorted(by_name.values(), key=lambda item: (-item["amount"], item["name"]))
+    if len(ranked) > limit:  # the last place shown, and any tie with it
+        ranked = [item for item in ranked if item["amount"] >= ranked[limit - 1]["amount"]]
+    amounts = [item["amount"] for item in ranked]
+    tied = [item["name"] for item in ranked if amounts.count(item["amount"]) > 1]
+    if tied:
+        rank = {name: n for n, name in enumerate(collated(tied))}
+        ranked.sort(key=lambda item: (-item["amount"], rank.get(item["name"], -1)))
+    return [{**item, "quantity": item["quantity"].normalize(), "amount": _money(item["amount"])}
+            for item in ranked[:limit]]
+
+
+def collated(names: Sequence[str]) -> list[str]:
+    """``names`` in the database's own order of text (one query; only for items of equal amounts)."""
+    select = " UNION ALL ".join(["SELECT %s AS name"] * len(names))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT name FROM ({select}) AS names ORDER BY name", list(names))  # noqa: S608
+        return [row[0] for row in cursor.fetchall()]
+
+
 def build_report(period: Period, kiosks: Sequence[Kiosk]) -> Report:
-    """The period's figures for ``kiosks`` (all when empty): four queries, whatever the period (orders and
-    refunds by day and shift, the shifts named, the top items)."""
-    rows = _grouped(_orders(period, kiosks), _refunds(period, kiosks), "day", "shift_id")
+    """The period's figures for ``kiosks`` (all when empty), in a fixed number of queries whatever the period
+    (``summarize``: the kept days, the orders read now and their lines, and when a day was missing its row made
+    and kept; the refunds by day and shift; the shifts named)."""
+    summary = summarize(period.start, period.end, [kiosk.pk for kiosk in kiosks])
+    rows = [({"day": row.day, "shift_id": row.shift_id}, _order_figures(row)) for row in summary.orders]
+    rows += [({"day": row["day"], "shift_id": row["shift_id"]}, figures_of(row))
+             for row in refund_rows(_refunds(period, kiosks), "day", "shift_id")]
     by_day, by_shift = _by(rows, "day"), _by(rows, "shift_id")
-    shifts = Shift.objects.select_related("kiosk").in_bulk([pk for pk in by_shift if pk is not None])
+    shifts = (Shift.objects.select_related("kiosk").only("number", "opened_at", "kiosk__code")  # what is shown
+              .in_bulk([pk for pk in by_shift if pk is not None]))
     total = Figures()
     for figures in by_day.values():
         total.add(figures)
     days = [DayRow(day, by_day.get(day, Figures())) for day in period.each_day()]
     shift_rows = sorted((ShiftRow(shifts[pk], figures) for pk, figures in by_shift.items() if pk in shifts),
                         key=lambda row: (row.shift.opened_at or period.since, row.shift.kiosk.code, row.shift.pk))
-    # Paid orders (completed, or paid and not delivered to iiko): sold and never annulled, read from the order
-    # row alone (a join to the fiscal journal for every line would cost more than the whole rest of the page).
-    paid = _orders(period, kiosks).filter(status__in=PAID)
-    items = (OrderLine.objects.filter(order__in=paid)
-             .order_by().values("name").annotate(quantity=Sum("quantity"), amount=Sum("amount"),
-                                                 orders=Count("order_id"))
-             .order_by("-amount", "name")[:TOP_ITEMS])
-    top = [{**item, "quantity": Decimal(item["quantity"]).normalize(), "amount": _money(item["amount"])}
-           for item in items]
-    return Report(period, list(kiosks), total, days, shift_rows, top, chart(days))
+    return Report(period, list(kiosks), total, days, shift_rows, top_items(summary.items), chart(days))
 
 
 # --- the orders list's totals ------------------------------------------------------------------------
