@@ -24,7 +24,7 @@ and the refunds are always read from the orders themselves.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -34,9 +34,14 @@ from django.core.exceptions import BadRequest
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import get_format
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 
 from core.models import Kiosk
+from core.money import rub
 from fiscal.models import Shift
 from nekassir.models import Order, Refund
 from nekassir.report_summary import ANNULLED, CARD_PAID, SOLD, ItemRow, OrderRow, summarize
@@ -346,6 +351,36 @@ def build_report(period: Period, kiosks: Sequence[Kiosk]) -> Report:
     shift_rows = sorted((ShiftRow(shifts[pk], figures) for pk, figures in by_shift.items() if pk in shifts),
                         key=lambda row: (row.shift.opened_at or period.since, row.shift.kiosk.code, row.shift.pk))
     return Report(period, list(kiosks), total, days, shift_rows, top_items(summary.items), chart(days))
+
+
+def table_rub() -> Callable[[Any], str]:
+    """``core.money.rub`` for a table of many cells: the active language's separators read once, not per cell
+    (``number_format`` looks them up each time: ~9 µs a cell); the same text, or ``rub`` itself when the
+    language does not group by three."""
+    point = str(get_format("DECIMAL_SEPARATOR", use_l10n=True))
+    thousands = str(get_format("THOUSAND_SEPARATOR", use_l10n=True))
+    if get_format("NUMBER_GROUPING", use_l10n=True) != 3:
+        return rub
+
+    def fast(value: Any) -> str:
+        if value in (None, ""):
+            return "—"
+        text = f"{Decimal(str(value)).quantize(CENT):,.2f}"
+        return f"{text.replace(',', ' ').replace('.', point).replace(' ', thousands)} ₽"
+    return fast
+
+
+def shift_rows_html(rows: Sequence[ShiftRow]) -> SafeString:
+    """The shift table's rows, as the template wrote them: a month has hundreds of shifts, and ~2,000 money
+    cells cost ~50 ms as template nodes, a few here (the same text and escaping)."""
+    rub = table_rub()
+    cells = '<tr><td>{}</td><td><a href="{}">№{}</a></td><td class="nowrap">{}</td>' + '<td class="num">{}</td>' * 3 + \
+        '<td class="num"><strong>{}</strong></td><td class="num">{}</td><td class="num">{}</td></tr>'
+    return format_html_join("", cells, (
+        (row.shift.kiosk.code, reverse("panel:shift", args=[row.shift.pk]), row.shift.number,
+         timezone.localtime(row.shift.opened_at).strftime("%d.%m.%Y %H:%M") if row.shift.opened_at else "—",
+         rub(f.sales), rub(f.annulments), rub(f.returns), rub(f.net), rub(f.card), rub(f.average))
+        for row in rows for f in (row.figures,)))
 
 
 # --- the orders list's totals ------------------------------------------------------------------------

@@ -16,7 +16,15 @@ from django.views.decorators.http import require_GET
 from core.models import Kiosk
 from nekassir.panel import exports
 from nekassir.panel.access import Scope
-from nekassir.panel.reports import MAX_PAGE_DAYS, BadPeriod, Period, build_report, current_totals, kiosks_named
+from nekassir.panel.reports import (
+    MAX_PAGE_DAYS,
+    BadPeriod,
+    Period,
+    build_report,
+    current_totals,
+    kiosks_named,
+    shift_rows_html,
+)
 from nekassir.panel.views.common import page
 
 KINDS = (("orders", "Заказы"), ("receipts", "Чеки (ФД, ФПД, НДС по ставкам)"),
@@ -40,7 +48,7 @@ def reports(request: HttpRequest, scope: Scope) -> HttpResponse:
     return page(request, scope, "panel/reports.html", {
         **context, "period": period, "report": report, "chosen": [k.code for k in chosen],
         "raw_from": period.start.isoformat(), "raw_to": period.end.isoformat(), "export_query": query,
-        "export_kiosk": one,
+        "export_kiosk": one, "shift_rows": shift_rows_html(report.shifts),
     })
 
 
