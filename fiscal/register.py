@@ -9,7 +9,7 @@ earlier process left unresolved on that register (crash, kill -9, lost answer, `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from core import wirejson
 from core.addresses import without_credentials
+from core.events import record_event
 from core.locks import device_lock
 from core.models import Kiosk
 from fiscal import shift_records
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # Driver errors that mean the register cannot take receipts until staff fixes something.
 _NOT_READY_KINDS = {"no_paper", "cover_open", "printer_fault", "fn_failure", "not_connected", "unreachable", "auth"}
 _FISCAL_DOCUMENT_TYPES = set(FiscalDocument.Type.values)
+# Documents that land in the shift open now (an openShift makes a new one; a closeShift ends ours).
+_RECEIPT_TYPES = _FISCAL_DOCUMENT_TYPES - {FiscalDocument.Type.OPEN_SHIFT, FiscalDocument.Type.CLOSE_SHIFT}
 NEVER_SENT = "never_sent"  # error_kind of a task saved but never sent: nothing was made
 
 
@@ -98,21 +101,38 @@ class RegisterSession:
     # --- public ----------------------------------------------------------------------------------
     def run(self, task: dict[str, Any], *, reference: str = "") -> FiscalOperation:
         """Send one task and wait for it. Returns the done row; raises a FiscalError otherwise."""
-        op = self.create(task, reference=reference)
+        op = self.create(task, reference=reference, sent=True)
         return self.perform(op)
 
-    def create(self, task: dict[str, Any], *, reference: str = "") -> FiscalOperation:
-        """Save the journal row (and so the uuid) before anything is sent."""
+    def create(self, task: dict[str, Any], *, reference: str = "", sent: bool = False) -> FiscalOperation:
+        """Save the journal row (and so the uuid) before anything is sent.
+
+        ``sent``: saved already marked sent, for a ``perform`` that follows at once (one commit, not two; each
+        waits for the disk). A process that dies between this commit and the POST leaves a SENT row, resumed
+        by its uuid like one whose POST was lost (the server does not know it: the same uuid is POSTed again),
+        never sent again under a new uuid. Without it the row is PENDING until ``perform``: one that never
+        left is then known as such (``NEVER_SENT``) and its workflow decides again.
+        """
+        values: dict[str, Any] = {}
+        if sent:
+            values = {"state": FiscalOperation.State.SENT, "sent_at": timezone.now(), "attempts": 1}
         return FiscalOperation.objects.create(
-            kiosk=self.kiosk, task_type=str(task.get("type", "")), request=[task], reference=reference
+            kiosk=self.kiosk, task_type=str(task.get("type", "")), request=[task], reference=reference, **values
         )
 
-    def perform(self, op: FiscalOperation, *, resume: bool = False) -> FiscalOperation:
-        """Send (or resume) ``op`` and record the outcome in the journal."""
-        FiscalOperation.objects.filter(pk=op.pk).update(
-            state=FiscalOperation.State.SENT, sent_at=timezone.now(), attempts=op.attempts + 1
-        )
-        op.refresh_from_db()
+    def perform(
+        self, op: FiscalOperation, *, resume: bool = False, then: Callable[[FiscalOperation], None] | None = None
+    ) -> FiscalOperation:
+        """Send (or resume) ``op`` and record the outcome in the journal.
+
+        ``then``: the caller's own writes that follow a done task (an order's next step), made in the same
+        commit as its result; not called when the task failed. A ``then`` that raises takes the result's
+        commit with it: the row stays SENT and is resumed by its uuid, so keep it to plain writes."""
+        if resume or op.state != FiscalOperation.State.SENT or op.sent_at is None:
+            FiscalOperation.objects.filter(pk=op.pk).update(
+                state=FiscalOperation.State.SENT, sent_at=timezone.now(), attempts=op.attempts + 1
+            )
+            op.refresh_from_db()
         try:
             outcome = self.client.execute(str(op.uuid), op.request, resume=resume)
         except AtolOutcomeUnknown as exc:
@@ -122,7 +142,7 @@ class RegisterSession:
             # Not queued at all (unreachable, refused, bad credentials): known, nothing was made.
             self._record_error(op, exc, FiscalOperation.State.FAILED)
             raise FiscalFailed(f"{self.kiosk.code}: {exc}", op, exc) from exc
-        return self._record_outcome(op, outcome)
+        return self._record_outcome(op, outcome, then)
 
     def resolve_unresolved(self) -> list[FiscalOperation]:
         """Resume every operation an earlier process left open on this register, oldest first.
@@ -172,10 +192,13 @@ class RegisterSession:
         if exc.kind in _NOT_READY_KINDS:
             self._set_ready(False, str(exc))
 
-    def _record_outcome(self, op: FiscalOperation, outcome: TaskOutcome) -> FiscalOperation:
+    def _record_outcome(
+        self, op: FiscalOperation, outcome: TaskOutcome, then: Callable[[FiscalOperation], None] | None = None
+    ) -> FiscalOperation:
         sub = outcome.first
         error = outcome.error()
         params = sub.fiscal_params
+        mismatch = None
         with transaction.atomic():
             op.result = wirejson.plain(sub.result)
             op.raw_answer = outcome.raw[:20000]
@@ -188,7 +211,11 @@ class RegisterSession:
                 op.not_printed = sub.not_printed
             op.save()
             if params and op.task_type in _FISCAL_DOCUMENT_TYPES and not error:
-                self._record_document(op, params)
+                mismatch = self._record_document(op, params)
+            if then is not None and not error:
+                then(op)
+        if mismatch is not None:
+            self._shift_mismatch(op, *mismatch)
         if error:
             log.warning("kiosk=%s fiscal %s %s failed: %s", self.kiosk.code, op.task_type, op.uuid, error)
             if error.kind in _NOT_READY_KINDS:
@@ -210,14 +237,21 @@ class RegisterSession:
             Kiosk.objects.filter(pk=self.kiosk.pk).update(fn_number=params.fn_number)
             self.kiosk.fn_number = params.fn_number
 
-    def _record_document(self, op: FiscalOperation, params: FiscalParams) -> FiscalDocument:
+    def _record_document(self, op: FiscalOperation, params: FiscalParams) -> tuple[Shift, Shift | None] | None:
+        """The document, in the shift the register says it is in. Returns ``(that shift, the one we had open)``
+        when a receipt's fnNumber and shiftNumber are not our one open Shift row (see ``_shift_mismatch``)."""
         shift = None
+        mismatch = None
         if params.shift_number is not None:
-            shift, _ = Shift.objects.get_or_create(
+            shift, created = Shift.objects.get_or_create(
                 kiosk=self.kiosk, fn_number=params.fn_number, number=params.shift_number,
                 defaults={"state": Shift.State.OPEN},
             )
-        document, _ = FiscalDocument.objects.get_or_create(
+            if op.task_type in _RECEIPT_TYPES:
+                others = list(Shift.objects.filter(kiosk=self.kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk)[:1])
+                if created or shift.state != Shift.State.OPEN or others:
+                    mismatch = (shift, others[0] if others else None)
+        FiscalDocument.objects.get_or_create(
             fn_number=params.fn_number,
             fd_number=params.fiscal_document_number,
             defaults={
@@ -235,7 +269,35 @@ class RegisterSession:
                 "fns_url": params.fns_url,
             },
         )
-        return document
+        return mismatch
+
+    def _shift_mismatch(self, op: FiscalOperation, theirs: Shift, ours: Shift | None) -> None:
+        """A receipt landed in another shift than our open Shift row: the shift was closed and another opened
+        outside our journal (by hand on the device, the register opening one by itself on the receipt), or the
+        FN was replaced. Acted on at once, before anything else is sent: journaled for the manager (such a
+        close had no terminal settlement of ours and its closing report is not in our books), and the register
+        asked for its shift, which brings our rows in line (the register's shift open with its expiredTime, ours
+        closed). The receipt itself stands: it is in the FN, recorded in the shift the register named."""
+        said = {"fn": theirs.fn_number, "shift": theirs.number}
+        believed = {"fn": ours.fn_number, "shift": ours.number} if ours else None
+        log.warning("kiosk=%s %s FD %s is in shift %s, ours was %s", self.kiosk.code, op.task_type, op.fd_number,
+                    said, believed)
+        ours_text = f"смена №{ours.number} (ФН {ours.fn_number})" if ours else "ни одной открытой смены"
+        record_event(
+            "fiscal.shift.mismatch", kiosk=self.kiosk, object_ref=f"shift:{theirs.pk}",
+            message=(f"Чек ФД {op.fd_number} пробит в смене №{theirs.number} (ФН {theirs.fn_number}), а у нас была "
+                     f"открыта {ours_text}: смену закрыли или открыли не через Nekassir (на самой ККТ?) или "
+                     "заменили ФН. Состояние смены запрошено у ККТ; закрытие без Nekassir прошло без сверки итогов "
+                     "терминала"),
+            data={"register": said, "ours": believed, "fd": op.fd_number, "operation": str(op.uuid)},
+        )
+        from fiscal.shifts import read_status  # shifts builds on this module; only this late step needs it
+
+        try:
+            read_status(self)
+        except FiscalError as exc:
+            # The row of the register's shift has no expiredTime yet: the next receipt asks again before it.
+            log.warning("kiosk=%s shift status after a mismatch failed: %s", self.kiosk.code, exc)
 
     def _set_ready(self, ready: bool, problem: str) -> None:
         Kiosk.objects.filter(pk=self.kiosk.pk).update(register_ready=ready, register_problem=problem[:255])

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.events import record_event
 from core.models import Kiosk
 from fiscal import requisites, shift_records
-from fiscal.models import FiscalOperation, Shift
+from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import FiscalFailed, RegisterSession, register_session
 
 log = logging.getLogger(__name__)
@@ -215,13 +218,15 @@ def x_report(kiosk: Kiosk, *, user=None) -> FiscalOperation:
     return print_x_report(kiosk, user=user).operation
 
 
-def ensure_open(session: RegisterSession, *, before_close: BeforeClose) -> Shift:
-    """The shift is open when this returns. An expired shift is closed first (it blocks sales).
+def ensure_open(session: RegisterSession, *, before_close: BeforeClose, trust: bool = False) -> Shift:
+    """The shift is open when this returns. An expired shift is closed first (it blocks sales). ``trust``: for a
+    receipt that follows at once (the checkout's), the register is asked only when our open Shift row cannot
+    stand for its answer (``trusted_open_shift``); without it (a check by hand, a refund) it is always asked.
 
     Every receipt comes after this, so the requisites of an automatic device are made known here too: read
     after the shift is open, when an openShift has told the FN the register is on (``fiscal.requisites``).
     """
-    shift = _open_for_receipts(session, before_close)
+    shift = (trust and trusted_open_shift(session.kiosk)) or _open_for_receipts(session, before_close)
     requisites.ensure_read(session)
     return shift
 
@@ -233,6 +238,54 @@ def _open_for_receipts(session: RegisterSession, before_close: BeforeClose) -> S
     if current.state == "expired":
         _close(session, before_close=before_close, reason="expired")
     return _open(session)
+
+
+# Before a receipt the register is asked for its shift (getShiftStatus) unless our open Shift row can stand for
+# the answer: it ends (the register's expiredTime) more than this plus SHIFT_CLOSE_MARGIN from now (a clock
+# apart by minutes, a close that is due: the register is asked), and the register's last word on its shift agreed
+# with it. A receipt refused because the shift expired or closed meanwhile made nothing and is printed again after
+# a real query (the checkout's ``_PRINT_AGAIN_KINDS``); one that lands in another shift is acted on at once
+# (``RegisterSession._shift_mismatch``).
+TRUST_BEFORE_EXPIRY = timedelta(hours=1)
+# Tasks whose answer says which shift the register is on: its shift status, and every fiscal document.
+_SHIFT_ANSWERS = {"getShiftStatus", *FiscalDocument.Type.values}
+
+
+def trusted_open_shift(kiosk: Kiosk) -> Shift | None:
+    """Our open Shift row, when a receipt may go without asking the register first; None when it must ask.
+
+    Trusted only when all hold: it is the kiosk's one open row, on the FN the register last named; its
+    expiredTime is known and far (``TRUST_BEFORE_EXPIRY`` + ``SHIFT_CLOSE_MARGIN``); and the kiosk's latest
+    register task that either says which shift the register is on (a shift status, a fiscal document) or did
+    not end done (any error, unknown or unsent task, of any type) is a done one agreeing with the row: a
+    status "opened" with its number, or a document with its FN and shift numbers. Any doubt asks the register.
+    """
+    if not kiosk.fn_number:
+        return None
+    rows = list(Shift.objects.filter(kiosk=kiosk, state=Shift.State.OPEN)[:2])
+    if len(rows) != 1:
+        return None
+    shift = rows[0]
+    if shift.fn_number != kiosk.fn_number or shift.expires_at is None:
+        return None
+    if shift.expires_at - timezone.now() <= TRUST_BEFORE_EXPIRY + timedelta(seconds=settings.SHIFT_CLOSE_MARGIN):
+        return None
+    done = FiscalOperation.State.DONE
+    last = (FiscalOperation.objects.filter(kiosk=kiosk).filter(Q(task_type__in=_SHIFT_ANSWERS) | ~Q(state=done))
+            .only("state", "task_type", "result", "fn_number", "shift_number").order_by("-id").first())
+    return shift if last is not None and _agrees(last, shift) else None
+
+
+def _agrees(op: FiscalOperation, shift: Shift) -> bool:
+    if op.state != FiscalOperation.State.DONE:
+        return False
+    if op.task_type == "getShiftStatus":
+        data = (op.result or {}).get("shiftStatus") or {}
+        number: Any = data.get("number")
+        return data.get("state") == "opened" and str(number) == str(shift.number)
+    if op.task_type == FiscalDocument.Type.CLOSE_SHIFT:
+        return False
+    return op.fn_number == shift.fn_number and op.shift_number == shift.number
 
 
 def ensure_shift_open(kiosk: Kiosk, *, before_close: BeforeClose) -> Shift:

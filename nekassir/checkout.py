@@ -6,12 +6,16 @@ a kill -9, a lost answer — and carries on from where the order is, never repea
 
     MARKS  only an order with marked goods: its codes checked by the check service and validated by the register
            (nekassir.checkout_marks) → on to SELL, or failed marking_rejected / marking_unavailable
-    SELL   ensure the shift is open, print the sell receipt (payment "electronically"); marked units
+    SELL   ensure the shift is open (the register is asked only when our open Shift row cannot stand for its answer:
+           fiscal.shifts.trusted_open_shift), print the sell receipt (payment "electronically"); marked units
            validated in another shift are validated again first
     CARD   card sale on the terminal; unknown outcomes are resolved first (payments.terminal)
     IIKO   approved: send the order to iiko (nekassir.iiko_delivery) → completed / not_delivered
     ANNUL  not paid: sellReturn of the same lines → cancelled (waits while the register cannot print)
     DONE
+
+A device call's answer and the order's next step are one commit (``perform(then=...)``): each commit waits for
+the disk, and the id is still committed before the call, the answer after it.
 
 MARKS, SELL, CARD and ANNUL run under the kiosk's sale lock, so a manual shift close waits for (or refuses
 during) a payment in progress and never interrupts it. IIKO runs outside it: the next guest's
@@ -122,7 +126,6 @@ def _sell(order: Order) -> bool:
     if order.sell_operation_id is None and guest_window_closed(order):
         # Nothing printed yet and the guest may be gone: no receipt, no charge.
         return _finish(order, Status.CANCELLED, "guest_timeout", detail="окно гостя истекло до печати чека")
-    update_order(order, status=Status.PRINTING_RECEIPT)
     try:
         with register_session(order.kiosk, purpose=f"чек заказа {order.number}") as session:
             op = order.sell_operation
@@ -143,18 +146,26 @@ def _sell(order: Order) -> bool:
         return _finish(order, Status.FAILED, "register_not_ready", detail=str(exc))
     except (FiscalError, DeviceBusy) as exc:
         return defer(order, f"чек: {exc}")
+    if order.step == Step.CARD:
+        return True  # the receipt's answer and the order's next step were one commit (_receipt_made)
     assert op is not None  # every way out of the loop above has one
     op = FiscalOperation.objects.select_related("document__shift").get(pk=op.pk)  # may just have been resolved
     if op.state == FiscalOperation.State.FAILED:
         return _finish(order, Status.FAILED, "register_not_ready", detail=op.error_message)
     with transaction.atomic():
-        # The card step's status is set here too: the kiosk says "insert card" from now on.
-        update_order(order, step=Step.CARD, status=Status.AWAITING_CARD,
-                     shift=getattr(op, "document", None) and op.document.shift)
-        checkout_marks.mark_sold(order)
-        order_event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
-                    + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
+        _receipt_made(order, op)
     return True
+
+
+def _receipt_made(order: Order, op: FiscalOperation) -> None:
+    """The sell receipt is made: on to the card. Written in the commit that records the receipt's answer when the
+    receipt was printed now (``RegisterSession.perform(then=...)``), or after an earlier one is found done."""
+    # The card step's status is set here too: the kiosk says "insert card" from now on.
+    document = getattr(op, "document", None)
+    update_order(order, step=Step.CARD, status=Status.AWAITING_CARD, shift=document and document.shift)
+    checkout_marks.mark_sold(order)
+    order_event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
+                + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
 
 
 # A sell task that ended with these is proven not made and may be made again under a new uuid: it never
@@ -172,16 +183,17 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     is still open (None if not), send the order's sell task under a new uuid saved before the call. A shift
     that expires under the sell comes back as a FAILED operation of kind ``shift_expired`` (nothing was
     made) for the caller to print again."""
-    shift = ensure_open(session, before_close=settle_before_close)
+    shift = ensure_open(session, before_close=settle_before_close, trust=True)  # asks the register when in doubt
     if guest_window_closed(order):
         return None
     checkout_marks.revalidate(order, session, shift)  # a validation counts only in its own shift
     task = sell_task(order)
-    with transaction.atomic():  # one commit: the task (its uuid) and the order's link to it
-        op = session.create(task, reference=f"order:{order.pk}:sell")
-        update_order(order, sell_operation=op)  # the uuid is saved before the receipt is sent
+    with transaction.atomic():  # one commit: the task (its uuid, marked sent) and the order's link to it
+        op = session.create(task, reference=f"order:{order.pk}:sell", sent=True)
+        # the uuid is saved before the receipt is sent; the kiosk says "printing the receipt" from now on
+        update_order(order, sell_operation=op, status=Status.PRINTING_RECEIPT)
     try:
-        session.perform(op)
+        session.perform(op, then=lambda done: _receipt_made(order, done))
     except FiscalFailed as exc:
         if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
             raise
@@ -212,7 +224,7 @@ def _card(order: Order) -> bool:
                     op = session.create(CardOperation.Kind.SALE, rubles_to_kopecks(order.total),
                                         reference=f"order:{order.pk}", shift=order.shift)
                     update_order(order, card_sale=op)  # our op id is saved before the terminal is called
-                session.perform(op, order_number=order.number)
+                session.perform(op, order_number=order.number, then=lambda done: _card_answered(order, done))
     except TerminalNotConfigured as exc:
         update_order(order, step=Step.ANNUL, error_code="terminal_not_configured", error_message=str(exc))
         return True
@@ -220,6 +232,8 @@ def _card(order: Order) -> bool:
         return _card_unresolved(order, exc)
     except (TerminalError, DeviceBusy) as exc:
         return defer(order, f"оплата: {exc}")
+    if order.step == Step.IIKO:
+        return True  # approved: the card's answer and the order's next step were one commit (_card_answered)
     op.refresh_from_db()
     if _refused_busy(op):
         # Nothing ran: the terminal is busy with an earlier operation of ours (a worker that died while the
@@ -230,8 +244,7 @@ def _card(order: Order) -> bool:
             return _finish(order, Status.NEEDS_ATTENTION, "paid_after_guest_left",
                            detail=f"оплата (RRN {op.rrn}) подтвердилась после окна гостя: передать в iiko или вернуть")
         with transaction.atomic():
-            update_order(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
-            order_event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
+            _paid(order, op)
         return True
     if op.state in (CardOperation.State.DECLINED, CardOperation.State.REVERSED):
         with transaction.atomic():
@@ -240,6 +253,18 @@ def _card(order: Order) -> bool:
         return True
     # Unknown: the next pass enters the terminal session again, which resolves it first.
     return True
+
+
+def _card_answered(order: Order, op: CardOperation) -> None:
+    """In the commit that records the sale's own answer: approved in its own exchange (the guest at the PIN pad),
+    the order goes on to iiko at once. Anything else is decided after the terminal session (``_card``)."""
+    if op.state == CardOperation.State.APPROVED and not _approved_after_window(order, op):
+        _paid(order, op)
+
+
+def _paid(order: Order, op: CardOperation) -> None:
+    update_order(order, step=Step.IIKO, status=Status.SENDING_TO_IIKO)
+    order_event(order, "order.card.approved", f"Оплата одобрена, RRN {op.rrn}")
 
 
 def _refused_busy(op: CardOperation) -> bool:
@@ -287,7 +312,7 @@ def _annul(order: Order) -> bool:
             op = order.annul_operation
             if op is None or op.state == FiscalOperation.State.FAILED:
                 # After a shift change the annulment lands in the new shift.
-                ensure_open(session, before_close=settle_before_close)
+                ensure_open(session, before_close=settle_before_close, trust=True)
                 checkout_marks.validate_return(order, session)  # recorded, never blocks
                 with transaction.atomic():
                     op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")

@@ -241,7 +241,9 @@ def _check(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | str
         # Not shown: never sent, lost on the way, or not shown yet by a busy iiko. Not "not created".
         return ABSENT
     if info.creation_status == "Success":
-        _record(attempt, Attempt.SUCCESS, answer=info.raw, number=str(info.number or ""), iiko_status=info.status)
+        with transaction.atomic():  # one commit: iiko's answer and the order it completes
+            _record(attempt, Attempt.SUCCESS, answer=info.raw, number=str(info.number or ""), iiko_status=info.status)
+            _completed(order)
         return True
     if info.creation_status == "Error":
         _record(attempt, Attempt.ERROR, answer=info.raw, error=_error_text(info.error_info))
@@ -278,6 +280,9 @@ def _error_text(error_info: Any) -> str:
 
 
 def _completed(order: Order) -> str:
+    """The order delivered: completed with the number iiko gave it (once: a later call finds it done)."""
+    if order.step == Order.Step.DONE:
+        return order.status
     success = order.iiko_attempts.filter(state=Attempt.SUCCESS).order_by("-id").first()
     with transaction.atomic():
         Order.objects.filter(pk=order.pk).update(

@@ -45,13 +45,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields as dc_fields
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from core.addresses import without_credentials
@@ -191,12 +192,17 @@ class TerminalSession:
             shift=shift or current_shift(self.kiosk),
         )
 
-    def perform(self, op: CardOperation, *, order_number: str = "") -> CardOperation:
+    def perform(
+        self, op: CardOperation, *, order_number: str = "", then: Callable[[CardOperation], None] | None = None
+    ) -> CardOperation:
+        """Mark ``op`` sent (its own commit: an operation still PENDING provably never reached the terminal),
+        call the terminal, record its answer. ``then``: the caller's writes that follow the answer (an order's
+        next step), made in the same commit as the answer."""
         op.state, op.sent_at = CardOperation.State.SENT, timezone.now()
         CardOperation.objects.filter(pk=op.pk).update(state=op.state, sent_at=op.sent_at)
         log.info("kiosk=%s terminal %s %s %s kopecks", self.kiosk.code, op.kind, op.op_id, op.amount_kopecks)
         result = self._call(op, order_number)
-        return self.record(op, result)
+        return self.record(op, result, then=then)
 
     def _call(self, op: CardOperation, order_number: str) -> CardResult | SlipResult | CheckResult:
         kind = CardOperation.Kind
@@ -221,8 +227,11 @@ class TerminalSession:
             return self.client.report(op.op_id, detailed=True)
         raise ValueError(f"unknown card operation kind {op.kind!r}")
 
-    def record(self, op: CardOperation, result: CardResult | SlipResult | CheckResult) -> CardOperation:
-        """Write what the terminal said into the journal row."""
+    def record(
+        self, op: CardOperation, result: CardResult | SlipResult | CheckResult,
+        then: Callable[[CardOperation], None] | None = None,
+    ) -> CardOperation:
+        """Write what the terminal said into the journal row (and ``then``'s writes, in the same commit)."""
         values = {f.name: getattr(result, f.name) for f in dc_fields(result)}
         if isinstance(result, CheckResult):
             # A check moves no money: an unclear answer is simply "not ok".
@@ -242,7 +251,10 @@ class TerminalSession:
         op.raw_response = values.get("raw_response", "") or ""
         if state != CardOperation.State.UNKNOWN:
             op.finished_at = timezone.now()
-        op.save()
+        with transaction.atomic():
+            op.save()
+            if then is not None:
+                then(op)
         if state == CardOperation.State.UNKNOWN:
             log.warning("kiosk=%s terminal %s %s: outcome unknown (%s)", self.kiosk.code, op.kind, op.op_id, op.reason)
         self._note_readiness(op)
