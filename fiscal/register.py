@@ -251,7 +251,7 @@ class RegisterSession:
                 others = list(Shift.objects.filter(kiosk=self.kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk)[:1])
                 if created or shift.state != Shift.State.OPEN or others:
                     mismatch = (shift, others[0] if others else None)
-        FiscalDocument.objects.get_or_create(
+        document, _ = FiscalDocument.objects.get_or_create(
             fn_number=params.fn_number,
             fd_number=params.fiscal_document_number,
             defaults={
@@ -269,6 +269,8 @@ class RegisterSession:
                 "fns_url": params.fns_url,
             },
         )
+        if document.operation_id == op.pk:
+            op.document = document  # what the caller's ``then`` reads next, without asking the database again
         return mismatch
 
     def _shift_mismatch(self, op: FiscalOperation, theirs: Shift, ours: Shift | None) -> None:

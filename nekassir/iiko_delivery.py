@@ -64,7 +64,8 @@ INVISIBLE = ("iiko получил заказ, но пока не показыв�
 def deliver(order: Order) -> str:
     """Deliver ``order`` to iiko (or find that an earlier attempt already did). Returns the status."""
     try:
-        with device_lock(f"iiko:order:{order.pk}", purpose=f"iiko {order.number}", wait=0):
+        # A key per order, mostly taken for the first time: its row is inserted held (one statement).
+        with device_lock(f"iiko:order:{order.pk}", purpose=f"iiko {order.number}", wait=0, new_key=True):
             order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk__iiko"))
             if order.step != Order.Step.IIKO:
                 return order.status
@@ -111,13 +112,11 @@ def _new_attempt(order: Order) -> IikoAttempt:
     """A new attempt with its own id and request, saved (and marked sent) before any call."""
     kiosk = order.kiosk
     iiko_id = str(uuid.uuid4())
-    with transaction.atomic():  # one commit (each is a disk flush): saved, then marked sent, before the call
-        attempt = IikoAttempt.objects.create(
-            order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery,
-            request=order_body(order, iiko_id), round=order.iiko_round,
-        )
-        _record(attempt, Attempt.SENT)
-    return attempt
+    # One row, saved already marked sent, before the call (one commit: each waits for the disk).
+    return IikoAttempt.objects.create(
+        order=order, iiko_order_id=iiko_id, as_delivery=kiosk.iiko_send_as_delivery,
+        request=order_body(order, iiko_id), round=order.iiko_round, state=Attempt.SENT, sent_at=timezone.now(),
+    )
 
 
 def _attempt(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | None:
@@ -243,7 +242,7 @@ def _check(client: IikoClient, order: Order, attempt: IikoAttempt) -> bool | str
     if info.creation_status == "Success":
         with transaction.atomic():  # one commit: iiko's answer and the order it completes
             _record(attempt, Attempt.SUCCESS, answer=info.raw, number=str(info.number or ""), iiko_status=info.status)
-            _completed(order)
+            _completed(order, attempt)
         return True
     if info.creation_status == "Error":
         _record(attempt, Attempt.ERROR, answer=info.raw, error=_error_text(info.error_info))
@@ -279,21 +278,22 @@ def _error_text(error_info: Any) -> str:
     return f"iiko: {getattr(error_info, 'code', '')} {getattr(error_info, 'message', '') or ''}".strip()
 
 
-def _completed(order: Order) -> str:
-    """The order delivered: completed with the number iiko gave it (once: a later call finds it done)."""
+def _completed(order: Order, success: IikoAttempt | None = None) -> str:
+    """The order delivered (by ``success``, else its last successful attempt): completed with the number iiko gave
+    it, once (a later call finds it done)."""
     if order.step == Order.Step.DONE:
         return order.status
-    success = order.iiko_attempts.filter(state=Attempt.SUCCESS).order_by("-id").first()
+    success = success or order.iiko_attempts.filter(state=Attempt.SUCCESS).order_by("-id").first()
+    values = {"step": Order.Step.DONE, "status": Order.Status.COMPLETED, "error_code": "", "error_message": "",
+              "iiko_number": success.iiko_number if success else "",
+              "iiko_state": success.iiko_status if success else "", "retry_at": None, "updated_at": timezone.now()}
     with transaction.atomic():
-        Order.objects.filter(pk=order.pk).update(
-            step=Order.Step.DONE, status=Order.Status.COMPLETED, iiko_number=success.iiko_number if success else "",
-            iiko_state=success.iiko_status if success else "", error_code="", error_message="", retry_at=None,
-            updated_at=timezone.now(),
-        )
+        Order.objects.filter(pk=order.pk).update(**values)
         report_summary.order_settled(order)  # the report's kept figures of its day (made before this hour)
         record_event("order.completed", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
                      message=f"{order.number}: передан в iiko")
-    order.refresh_from_db()
+    for name, value in values.items():
+        setattr(order, name, value)
     return order.status
 
 

@@ -207,3 +207,39 @@ def test_free_lock_rows_are_pruned_and_come_back_on_use():
         assert set(DeviceLock.objects.values_list("key", flat=True)) == {"iiko:order:recent", "register:held"}
     with device_lock("iiko:order:old"):
         assert DeviceLock.objects.get(key="iiko:order:old").holder
+
+
+def test_a_new_key_is_inserted_held_and_an_existing_one_claimed_as_before():
+    """``new_key`` (one lock row per order: iiko delivery) inserts the row held in one statement; when the row
+    exists it is claimed as usual: free -> ours, held by another live holder -> DeviceBusy."""
+    import threading
+
+    from core.models import DeviceLock
+
+    with device_lock("iiko:order:1", new_key=True):
+        assert DeviceLock.objects.get(key="iiko:order:1").holder
+    assert DeviceLock.objects.get(key="iiko:order:1").holder == ""
+    with device_lock("iiko:order:1", new_key=True):  # the row is there and free: claimed
+        assert DeviceLock.objects.get(key="iiko:order:1").holder
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold():
+        from django.db import connection
+
+        try:
+            with device_lock("iiko:order:1", new_key=True):
+                inside.set()
+                leave.wait(10)
+        finally:
+            connection.close()  # this thread's own connection
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(DeviceBusy), device_lock("iiko:order:1", new_key=True):
+            pass
+    finally:
+        leave.set()
+        holder.join()
+    assert DeviceLock.objects.filter(key="iiko:order:1").count() == 1
