@@ -310,14 +310,12 @@ def _annul(order: Order) -> bool:
     try:
         with register_session(order.kiosk, purpose=f"аннулирование чека {order.number}") as session:
             op = order.annul_operation
-            if op is None or op.state == FiscalOperation.State.FAILED:
-                # After a shift change the annulment lands in the new shift.
-                ensure_open(session, before_close=settle_before_close, trust=True)
-                checkout_marks.validate_return(order, session)  # recorded, never blocks
-                with transaction.atomic():
-                    op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
-                    update_order(order, annul_operation=op)
-                session.perform(op)
+            for _ in range(2):  # once more only when the register refused it for an expired or closed shift
+                if op is not None and op.state != FiscalOperation.State.FAILED:
+                    break
+                op = _send_annulment(order, session)
+            if op.state == FiscalOperation.State.FAILED:  # refused twice for the shift: wait like any refusal
+                raise FiscalFailed(op.error_message, op)
     except FiscalFailed as exc:
         # The register cannot print now (paper, cover...): nothing was made; retried when it is ready.
         update_order(order, status=Status.NEEDS_ATTENTION)
@@ -327,6 +325,27 @@ def _annul(order: Order) -> bool:
     op.refresh_from_db()
     order_event(order, "order.receipt.annulled", f"Чек возврата прихода ФД {op.fd_number}")
     return _finish(order, Status.CANCELLED, order.error_code or "card_declined")
+
+
+def _send_annulment(order: Order, session) -> FiscalOperation:
+    """The annulment under a new uuid saved before the call, after a shift check. The shift is trusted from our
+    row; if the register's clock says otherwise (error 68 / 73: nothing was made), the failed task is returned
+    and the next check asks the register (its last task ended in an error), so the annulment lands in the new
+    shift (DESIGN: an annulment pushed into the next shift is paired by the reconciliation)."""
+    ensure_open(session, before_close=settle_before_close, trust=True)
+    checkout_marks.validate_return(order, session)  # recorded, never blocks
+    with transaction.atomic():
+        op = session.create(annul_task(order), reference=f"order:{order.pk}:annul")
+        update_order(order, annul_operation=op)
+    try:
+        session.perform(op)
+    except FiscalFailed as exc:
+        if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
+            raise
+        order_event(order, "order.annul.shift_expired",
+                    "смена истекла под аннулированием: закрываем, открываем, повторяем")
+    op.refresh_from_db()
+    return op
 
 
 def guest_window_closed(order: Order) -> bool:
