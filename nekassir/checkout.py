@@ -54,8 +54,10 @@ Status = Order.Status
 Step = Order.Step
 
 def start_checkout(order_id) -> None:
-    """Queue the checkout of a new order on the device cluster (call it in transaction.on_commit)."""
-    async_task("nekassir.checkout.run_checkout", str(order_id), cluster="devices", task_name=f"checkout {order_id}")
+    """Queue the checkout of a new order on the device cluster (call it in transaction.on_commit): its task
+    runs the checkout on one of the worker's threads (nekassir.device_threads) and returns at once."""
+    async_task("nekassir.device_threads.dispatch_checkout", str(order_id), cluster="devices",
+               task_name=f"checkout {order_id}")
 
 
 def run_checkout(order_id: str) -> str:

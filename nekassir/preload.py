@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 # The modules whose functions the clusters run (django-q2 finds a task's function by its dotted name, so
 # without this each worker would import them on its first job), and the rooms' wire clients they drive.
 TASK_MODULES = (
-    # device cluster: checkouts, recoveries, refunds, shift closing, the panel's device jobs
+    # device cluster: checkouts (on the workers' threads), recoveries, refunds, shift closing, the panel's jobs
     "nekassir.checkout",
+    "nekassir.device_threads",
+    "concurrent.futures.thread",
     "nekassir.recovery",
     "nekassir.refunds",
     "nekassir.autoclose",

@@ -225,11 +225,15 @@ DEVICE_LOCK_LEASE = env_float("DEVICE_LOCK_LEASE", 900.0, minimum=5)
 
 # --- django-q2 ------------------------------------------------------------------------------------
 # Two clusters (README, "Architecture"): "default" for short jobs (schedules, recovery, reports) and
-# "devices" for device work that may wait minutes for a guest, sized to the kiosk count so kiosks
-# never wait for each other. timeout < retry everywhere, so a long job is never delivered twice by
-# the broker; max_attempts=1 because our own state machine, not the broker, decides what to resume.
+# "devices" for device work that may wait minutes for a guest. Its checkouts run on threads of its workers
+# (nekassir.device_threads: up to DEVICE_CHECKOUT_THREADS per worker, 0 = the active kiosks + 1), so kiosks
+# never wait for each other with a few worker processes. timeout < retry everywhere, so a long job is never
+# delivered twice by the broker; max_attempts=1 because our own state machine, not the broker, decides what
+# to resume. A recycled device worker (Q_DEVICE_RECYCLE jobs) waits for its checkout threads before it exits.
 Q_BROKER = env_choice("Q_BROKER", "orm", {"orm", "redis"})
 Q_DEVICE_WORKERS = env_int("Q_DEVICE_WORKERS", 4, minimum=1, maximum=64)
+DEVICE_CHECKOUT_THREADS = env_int("DEVICE_CHECKOUT_THREADS", 0, minimum=0, maximum=256)
+Q_DEVICE_RECYCLE = env_int("Q_DEVICE_RECYCLE", 500, minimum=1)
 DEVICE_JOB_TIMEOUT = env_int("DEVICE_JOB_TIMEOUT", 900, minimum=30)
 # Manual device jobs from the panel (nekassir.panel.jobs): how many one account (or one kiosk's PIN screen) may
 # start per minute; how long a job whose kiosk is busy is tried again (it waits off a worker) before it fails;
@@ -251,6 +255,7 @@ Q_CLUSTER = {
     "ALT_CLUSTERS": {
         "devices": {
             "workers": Q_DEVICE_WORKERS,
+            "recycle": Q_DEVICE_RECYCLE,
             "timeout": DEVICE_JOB_TIMEOUT,
             "retry": DEVICE_JOB_TIMEOUT + 300,
         },

@@ -1,8 +1,11 @@
-"""python manage.py devicecluster: the q2 cluster for device work, sized to the kiosk count.
+"""python manage.py devicecluster: the q2 cluster for device work.
 
-A card payment keeps its worker busy while the guest handles the card (seconds to minutes), so
-one worker per active kiosk (plus one for settlements and recoveries) means no kiosk ever waits
-for another. Q_DEVICE_WORKERS overrides the count.
+A card payment keeps whatever runs it busy while the guest handles the card (seconds to minutes). The
+checkouts run on threads of the device workers (``nekassir.device_threads``: up to the active kiosks + 1
+per worker, ``DEVICE_CHECKOUT_THREADS`` overrides), so no kiosk ever waits for another, and a few worker
+processes (``Q_DEVICE_WORKERS``, 4) take the other device jobs (panel jobs, refunds, recoveries, shift
+closing) and the checkouts' dispatches: with at most one panel job per kind and kiosk running, a burst of
+them still leaves a worker for the next dispatch.
 
 Two steps in one process: django-q2 reads its configuration (cluster name, worker count) once, at import,
 so the command first resumes what a previous cluster left, counts the workers and replaces itself
@@ -16,9 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core.models import Kiosk
+from nekassir.device_threads import checkout_threads
 from nekassir.recovery import recover
 
 CLUSTER = "devices"
@@ -27,13 +31,11 @@ STEP_ENV = "NEKASSIR_DEVICECLUSTER_STEP"
 
 
 def device_workers() -> int:
-    if os.environ.get("Q_DEVICE_WORKERS"):
-        return int(os.environ["Q_DEVICE_WORKERS"])
-    return max(2, Kiosk.objects.filter(active=True).count() + 1)
+    return int(settings.Q_DEVICE_WORKERS)
 
 
 class Command(BaseCommand):
-    help = "Запускает кластер django-q2 для работы с устройствами (по рабочему процессу на киоск)."
+    help = "Запускает кластер django-q2 для работы с устройствами (оплаты — в потоках рабочих процессов)."
 
     def handle(self, *args, **options):
         if os.environ.get(STEP_ENV) == "cluster":
@@ -43,13 +45,13 @@ class Command(BaseCommand):
         self.stdout.write(f"recovery queued: {recover(at_start=True)}")
         env = {**os.environ, "Q_CLUSTER_NAME": CLUSTER, "Q_DEVICE_WORKERS": str(device_workers()),
                STEP_ENV: "cluster"}
-        self.stdout.write(f"device cluster: {env['Q_DEVICE_WORKERS']} workers")
+        self.stdout.write(f"device cluster: {env['Q_DEVICE_WORKERS']} workers, "
+                          f"up to {checkout_threads()} checkout threads each")
         self.stdout.flush()
         manage = os.path.join(os.path.dirname(os.path.abspath(sys.modules["__main__"].__file__)), "manage.py")
         os.execve(sys.executable, [sys.executable, manage, "devicecluster"], env)  # noqa: S606 - our own manage.py
 
     def run_cluster(self) -> None:
-        from django.conf import settings
         from django_q.cluster import Cluster
         from django_q.conf import Conf
 
