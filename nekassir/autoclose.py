@@ -70,7 +70,9 @@ def scan() -> list[int]:
             continue
         # Compare-and-set: two scans at once queue the close once.
         if Shift.objects.filter(pk=shift.pk, close_requested_at__isnull=True).update(close_requested_at=timezone.now()):
-            async_task("nekassir.autoclose.auto_close", shift.pk, reason, cluster="devices",
+            # On a thread of a device worker (nekassir.device_threads): a close may wait minutes, and at the quiet
+            # hour every kiosk's is due at once; none of them may hold a worker a checkout needs.
+            async_task("nekassir.device_threads.dispatch_auto_close", shift.pk, reason, cluster="devices",
                        task_name=f"auto close {shift.kiosk.code} #{shift.number}")
             queued.append(shift.pk)
     return queued

@@ -316,6 +316,7 @@ def _annul(order: Order) -> bool:
                 if op is not None and op.state != FiscalOperation.State.FAILED:
                     break
                 op = _send_annulment(order, session)
+            assert op is not None  # the first pass makes one when there was none
             if op.state == FiscalOperation.State.FAILED:  # refused twice for the shift: wait like any refusal
                 raise FiscalFailed(op.error_message, op)
     except FiscalFailed as exc:

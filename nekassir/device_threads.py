@@ -33,11 +33,20 @@ import os
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_q.conf import Conf, error_reporter, logger
+from django_q.monitor import save_task
+
+from core.models import Kiosk
+from nekassir.autoclose import auto_close
+from nekassir.checkout import run_checkout
 
 log = logging.getLogger(__name__)
 
@@ -46,37 +55,45 @@ CLUSTER = "devices"
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0  # the process that made _pool (a fork does not inherit its threads)
-_running: set[str] = set()  # orders whose run is queued or running in this process
+_running: set[str] = set()  # runs queued or running in this process: an order's id, "close:<shift id>"
 
 
 def checkout_threads() -> int:
-    """Threads per device worker: ``DEVICE_CHECKOUT_THREADS``, or (0) the active kiosks + 1."""
+    """Threads per device worker: ``DEVICE_CHECKOUT_THREADS``, or (0) two per active kiosk + 1: a kiosk has at
+    most one checkout and one automatic close at a time, and a run must never queue behind another kiosk's."""
     if settings.DEVICE_CHECKOUT_THREADS:
         return int(settings.DEVICE_CHECKOUT_THREADS)
-    from core.models import Kiosk
-
-    return Kiosk.objects.filter(active=True).count() + 1
+    return 2 * Kiosk.objects.filter(active=True).count() + 1
 
 
 def dispatch_checkout(order_id: str) -> str:
     """The device cluster's task for a checkout: the order's run goes to this process's thread pool."""
-    from django_q.conf import Conf
-
-    from nekassir.checkout import run_checkout
-
     order_id = str(order_id)
-    if Conf.SYNC:  # no worker process to return to: the caller waits for the checkout, as before
-        return run_checkout(order_id)
+    return _dispatch(order_id, f"checkout {order_id}", "nekassir.checkout.run_checkout", run_checkout, order_id)
+
+
+def dispatch_auto_close(shift_id: int, reason: str) -> str:
+    """The device cluster's task for an automatic shift close (``nekassir.autoclose``): it too may wait minutes
+    (for an order in progress, for the terminal's settlement), and at the quiet hour every kiosk's close is due
+    at once; on the q2 workers they would fill all of them and the next guest's checkout would wait behind
+    them. On a thread, it waits beside the checkouts instead."""
+    return _dispatch(f"close:{shift_id}", f"auto close {shift_id}", "nekassir.autoclose.auto_close", auto_close,
+                     shift_id, reason)
+
+
+def _dispatch(key: str, name: str, func: str, run: Callable[..., Any], *args: Any) -> str:
+    if Conf.SYNC:  # no worker process to return to: the caller waits for the run, as before
+        return run(*args)
     with _lock:
-        if order_id in _running:
+        if key in _running:
             return "already running"
         pool = _executor()
-        _running.add(order_id)
+        _running.add(key)
     try:
-        pool.submit(_run, order_id)
+        pool.submit(_run, key, name, func, run, args)
     except BaseException:
         with _lock:
-            _running.discard(order_id)
+            _running.discard(key)
         raise
     return "dispatched"
 
@@ -94,33 +111,27 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def _run(order_id: str) -> None:
-    from nekassir.checkout import run_checkout
-
+def _run(key: str, name: str, func: str, run: Callable[..., Any], args: tuple[Any, ...]) -> None:
     started = timezone.now()
     close_old_connections()
     try:
-        status = run_checkout(order_id)
-        log.info("order=%s checkout thread done: %s", order_id, status)
+        outcome = run(*args)
+        log.info("%s: thread done: %s", name, outcome)
     except Exception as exc:
-        _save_failure(order_id, started, f"{exc} : {traceback.format_exc()}")
+        _save_failure(name, func, args, started, f"{exc} : {traceback.format_exc()}")
     finally:
         close_old_connections()
         with _lock:
-            _running.discard(order_id)
+            _running.discard(key)
 
 
-def _save_failure(order_id: str, started, result: str) -> None:
+def _save_failure(name: str, func: str, args: tuple[Any, ...], started, result: str) -> None:
     """What django-q2 does with a task that raised: its error reporter, the log line of its monitor, and a
     failed Task row (the admin's "Failed tasks")."""
-    from django.utils.translation import gettext as _
-    from django_q.conf import error_reporter, logger
-    from django_q.monitor import save_task
-
     if error_reporter:
         error_reporter.report()
-    task = {"id": uuid.uuid4().hex, "name": f"checkout {order_id}", "func": "nekassir.checkout.run_checkout",
-            "args": (order_id,), "kwargs": {}, "cluster": CLUSTER, "started": started, "stopped": timezone.now(),
+    task = {"id": uuid.uuid4().hex, "name": name, "func": func, "args": args, "kwargs": {}, "cluster": CLUSTER,
+            "started": started, "stopped": timezone.now(),
             "result": result, "success": False}
     logger.error(_("Failed '%(info_name)s' (%(task_name)s) - %(task_result)s")
                  % {"info_name": task["func"], "task_name": task["name"], "task_result": result})

@@ -225,11 +225,12 @@ DEVICE_LOCK_LEASE = env_float("DEVICE_LOCK_LEASE", 900.0, minimum=5)
 
 # --- django-q2 ------------------------------------------------------------------------------------
 # Two clusters (README, "Architecture"): "default" for short jobs (schedules, recovery, reports) and
-# "devices" for device work that may wait minutes for a guest. Its checkouts run on threads of its workers
-# (nekassir.device_threads: up to DEVICE_CHECKOUT_THREADS per worker, 0 = the active kiosks + 1), so kiosks
-# never wait for each other with a few worker processes. timeout < retry everywhere, so a long job is never
-# delivered twice by the broker; max_attempts=1 because our own state machine, not the broker, decides what
-# to resume. A recycled device worker (Q_DEVICE_RECYCLE jobs) waits for its checkout threads before it exits.
+# "devices" for device work that may wait minutes for a guest. Its checkouts and automatic closes run on
+# threads of its workers (nekassir.device_threads: up to DEVICE_CHECKOUT_THREADS per worker, 0 = two per
+# active kiosk + 1), so kiosks never wait for each other with a few worker processes. timeout < retry
+# everywhere, so a long job is never delivered twice by the broker; max_attempts=1 because our own state
+# machine, not the broker, decides what to resume. A recycled device worker (Q_DEVICE_RECYCLE jobs) waits
+# for its threads before it exits.
 Q_BROKER = env_choice("Q_BROKER", "orm", {"orm", "redis"})
 Q_DEVICE_WORKERS = env_int("Q_DEVICE_WORKERS", 4, minimum=1, maximum=64)
 DEVICE_CHECKOUT_THREADS = env_int("DEVICE_CHECKOUT_THREADS", 0, minimum=0, maximum=256)

@@ -2,10 +2,10 @@
 
     python -m scripts.bench.checkout [--quick] [--out results.json]
 
-One stack for the whole part (gunicorn gthread + the device cluster sized kiosks + 1 + the default
-cluster, PostgreSQL, Redis broker; its own database ``nekassir_bench_checkout``, recreated each run,
-and its own data folder under var/bench/), the emulators served in this process so the time spent in
-them is known. The floor (scripts/bench/floor.py) runs side by side in the same run:
+One stack for the whole part (gunicorn gthread + the device cluster as ``manage.py devicecluster`` sizes it +
+the default cluster, PostgreSQL, Redis broker; its own database ``nekassir_bench_checkout``, recreated each
+run, and its own data folder under var/bench/), the emulators served in this process so the time spent in them
+is known. The floor (scripts/bench/floor.py) runs side by side in the same run:
 
 1. overhead: N orders on kiosk B01 alternating with N floor orders, device delays 0;
 2. parallel: K kiosks × M orders at once with delays (receipt 1.5 s, card 5 s, iiko 1 s), and, at the
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = Floor(floor_kiosk)
     results: dict[str, Any] = {}
     try:
-        say(f"checkout: starting gunicorn + device cluster ({args.kiosks + 1} workers) + default cluster")
+        say(f"checkout: starting gunicorn + device cluster ({args.kiosks} kiosks) + default cluster")
         stack.start()
         say("checkout: warm-up (one order per kiosk, two at the floor: opens every shift, connects)")
         with httpx.Client(base_url=stack.url, timeout=30) as http:
@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"requests for {kiosks[0][0].code})")
             results["job_burst"] = run_job_burst(stack, emulators, kiosks, burst_repeats)
         results["stack"] = {"web": f"gunicorn gthread {stack.config.gunicorn_workers}×{stack.config.gunicorn_threads}",
-                            "device_workers": args.kiosks + 1, "broker": "redis", "database": "postgresql",
+                            "device_workers": "manage.py devicecluster's own rule",
+                            "broker": "redis", "database": "postgresql",
                             "settings": _client_settings()}
     except Exception:
         say(stack.tail())

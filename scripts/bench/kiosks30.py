@@ -4,8 +4,8 @@
                                      [--clients process|inline] [--out results.json]
 
 Its own production-like stack (scripts/bench/stack.py: gunicorn gthread 2 × 4, PostgreSQL, Redis broker,
-the default cluster, and the device cluster sized by ``manage.py devicecluster`` to the active kiosks + 1,
-so 31 device workers for 30 kiosks), its own database ``nekassir_bench_kiosks30`` (recreated each run) and
+the default cluster, and the device cluster as ``manage.py devicecluster`` sizes it: 4 worker processes
+whose threads run the 30 kiosks' checkouts), its own database ``nekassir_bench_kiosks30`` (recreated each run) and
 the emulators in this process, with the parallel run's delays (receipt 1.5 s, card 5 s, iiko 1 s):
 
 1. idle: after a warm-up (one order per kiosk), ``--idle-polls`` GETs of a kiosk's status URL, one every

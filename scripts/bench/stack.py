@@ -32,7 +32,7 @@ class StackConfig:
     broker: str = "redis"  # or "orm"
     redis_url: str = "redis://127.0.0.1:6379/14"
     device_clusters: int = 1
-    device_workers: int | None = None  # None: devicecluster's own rule (active kiosks + 1)
+    device_workers: int | None = None  # None: devicecluster's own rule (Q_DEVICE_WORKERS, 4)
     default_cluster: bool = True
     gunicorn_workers: int = 2
     gunicorn_threads: int = 4

@@ -179,3 +179,27 @@ def test_graceful_stop_waits_for_the_checkout_and_a_cut_off_one_resumes_at_the_n
     assert completed(cut), (order(cut).status, order(cut).error_message, out[-3000:])
     # One charge per order, whatever was cut off.
     assert [e["state"] for e in venue.kkm.journal() if e["operation"] == "sale"] == ["approved", "approved"]
+
+
+def test_an_automatic_close_runs_on_a_thread_beside_a_slow_checkout(client, venue):
+    """At the quiet hour every kiosk's close is due at once and each may wait minutes (an order in progress, the
+    terminal's settlement): on threads, like the checkouts, none of them holds the worker a checkout needs."""
+    from fiscal.models import Shift
+
+    first = post(client, venue, "K2")  # K2's shift is opened by its receipt
+    proc = cluster()
+    try:
+        wait_for(lambda: completed(first), 30, proc)
+        slow_card(venue, SLOW_CARD)
+        slow = post(client, venue, "K1")
+        wait_for(lambda: in_card(slow), 60, proc)
+        shift = Shift.objects.get(kiosk__code="K2", state=Shift.State.OPEN)
+        close = async_task("nekassir.device_threads.dispatch_auto_close", shift.pk, "тест", cluster="devices")
+        assert result(close, wait=20_000) == "dispatched"
+        wait_for(lambda: Shift.objects.get(pk=shift.pk).state == Shift.State.CLOSED, 30, proc)
+        assert in_card(slow), "the close ran while K1's guest was still at the PIN pad"
+        wait_for(lambda: completed(slow), SLOW_CARD + 30, proc)
+    finally:
+        out = stop(proc)
+    assert Shift.objects.get(pk=shift.pk).state == Shift.State.CLOSED, out[-3000:]
+    assert [e["state"] for e in venue.kkm.journal() if e["operation"] == "sale"] == ["approved"]

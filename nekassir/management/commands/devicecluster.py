@@ -1,11 +1,11 @@
 """python manage.py devicecluster: the q2 cluster for device work.
 
 A card payment keeps whatever runs it busy while the guest handles the card (seconds to minutes). The
-checkouts run on threads of the device workers (``nekassir.device_threads``: up to the active kiosks + 1
-per worker, ``DEVICE_CHECKOUT_THREADS`` overrides), so no kiosk ever waits for another, and a few worker
-processes (``Q_DEVICE_WORKERS``, 4) take the other device jobs (panel jobs, refunds, recoveries, shift
-closing) and the checkouts' dispatches: with at most one panel job per kind and kiosk running, a burst of
-them still leaves a worker for the next dispatch.
+checkouts and the automatic shift closes run on threads of the device workers (``nekassir.device_threads``: up
+to two per active kiosk + 1 per worker, ``DEVICE_CHECKOUT_THREADS`` overrides), so no kiosk ever waits for
+another, and a few worker processes (``Q_DEVICE_WORKERS``, 4) take the other device jobs (panel jobs, refunds,
+recoveries, shift closing) and the checkouts' dispatches: with at most one panel job per kind and kiosk
+running, a burst of them still leaves a worker for the next dispatch.
 
 Two steps in one process: django-q2 reads its configuration (cluster name, worker count) once, at import,
 so the command first resumes what a previous cluster left, counts the workers and replaces itself
