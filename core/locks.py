@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from core.models import DeviceLock, Kiosk
@@ -50,10 +50,33 @@ def holder_id() -> str:
 
 
 def _held() -> dict[str, int]:
+    """Keys this thread holds, with how many times it entered each (0: claimed along with another key by
+    ``device_lock(with_keys=...)`` and not entered yet)."""
     if not hasattr(_local, "held"):
         _local.held = {}
     held: dict[str, int] = _local.held
     return held
+
+
+def _later() -> set[str]:
+    """Keys this thread has left (``device_lock(release_later=True)``) whose rows are freed with its next lock
+    statement: a claim, or the release of the lock still held around them."""
+    if not hasattr(_local, "later"):
+        _local.later = set()
+    later: set[str] = _local.later
+    return later
+
+
+def _free_rows(keys: list[str]) -> None:
+    DeviceLock.objects.filter(key__in=keys, holder=holder_id()).update(holder="", purpose="", expires_at=None)
+
+
+def _flush_later() -> None:
+    later = _later()
+    if later:
+        keys = sorted(later)
+        later.clear()
+        _free_rows(keys)
 
 
 def _holder_is_dead(holder: str) -> bool:
@@ -117,6 +140,12 @@ def try_acquire(key: str, purpose: str = "", lease: float | None = None, *, new_
     if key in held:
         held[key] += 1
         return True
+    later = _later()
+    if key in later:  # left a moment ago and its row not freed yet: still ours
+        later.discard(key)
+        held[key] = 1
+        return True
+    _flush_later()  # before waiting for anything, free what this thread has left
     now = timezone.now()
     me = holder_id()
     values = {"holder": me, "purpose": purpose[:255], "acquired_at": now,
@@ -140,15 +169,45 @@ def try_acquire(key: str, purpose: str = "", lease: float | None = None, *, new_
     return False
 
 
-def release(key: str) -> None:
+def release(key: str, *, later: bool = False) -> None:
+    """Leave ``key``; its row is freed when the thread leaves it as often as it entered it. ``later``: while this
+    thread still holds another key, the row is freed with the thread's next lock statement instead (one round
+    trip for both), which comes at once: the release of that other key, or the next claim (before any wait).
+    Keys claimed along with this one and never entered are freed with it."""
     held = _held()
     if key not in held:
         return
     held[key] -= 1
     if held[key] > 0:
+        if not later:
+            _flush_later()
         return
     del held[key]
-    DeviceLock.objects.filter(key=key, holder=holder_id()).update(holder="", purpose="", expires_at=None)
+    unused = [k for k, count in held.items() if count == 0]
+    if later and any(count > 0 for count in held.values()):
+        _later().add(key)
+        return
+    for k in unused:
+        del held[k]
+    pending = _later()
+    keys = sorted({key, *unused, *pending})
+    pending.clear()
+    _free_rows(keys)
+
+
+def _claim_together(keys: dict[str, str], lease: float | None) -> bool:
+    """Claim every key of ``keys`` (key -> purpose) in one statement, or none: True when all were free."""
+    _flush_later()
+    now = timezone.now()
+    purpose = Case(*(When(key=k, then=Value(p[:255])) for k, p in keys.items()), default=Value(""))
+    free = DeviceLock.objects.filter(Q(holder="") | Q(expires_at__lt=now), key__in=list(keys))
+    claimed = free.update(holder=holder_id(), purpose=purpose, acquired_at=now,
+                          expires_at=now + timedelta(seconds=lease or settings.DEVICE_LOCK_LEASE))
+    if claimed == len(keys):
+        return True
+    if claimed:  # some were taken (or have no row yet): ours back, and the usual way
+        _free_rows(list(keys))
+    return False
 
 
 def prune_free_locks(older_than: timedelta = timedelta(days=1)) -> int:
@@ -161,11 +220,21 @@ def prune_free_locks(older_than: timedelta = timedelta(days=1)) -> int:
 
 @contextmanager
 def device_lock(
-    key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.2, *, new_key: bool = False
+    key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.2, *, new_key: bool = False,
+    with_keys: dict[str, str] | None = None, release_later: bool = False,
 ) -> Iterator[None]:
     """Hold ``key`` for the block; wait up to ``wait`` seconds for it, else raise DeviceBusy (``new_key``: see
-    ``try_acquire``)."""
+    ``try_acquire``).
+
+    ``with_keys`` (key -> purpose): locks the block will most likely take next, claimed with ``key`` in one
+    statement when all are free (else ``key`` alone, as usual); a ``device_lock`` of one of them inside the block
+    then costs no round trip, and one never entered is freed with ``key``. ``release_later``: see ``release``."""
     deadline = time.monotonic() + wait
+    held = _held()
+    if with_keys and key not in held and not set(with_keys) & set(held) and _claim_together(
+            {key: purpose, **with_keys}, None):
+        held[key] = 0
+        held.update(dict.fromkeys(with_keys, 0))
     while not try_acquire(key, purpose, new_key=new_key):
         if time.monotonic() >= deadline:
             row = (DeviceLock.objects.filter(key=key).values("holder", "purpose").first()
@@ -175,7 +244,7 @@ def device_lock(
     try:
         yield
     finally:
-        release(key)
+        release(key, later=release_later)
 
 
 def holds(key: str) -> bool:

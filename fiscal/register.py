@@ -36,6 +36,9 @@ _FISCAL_DOCUMENT_TYPES = set(FiscalDocument.Type.values)
 # Documents that land in the shift open now (an openShift makes a new one; a closeShift ends ours).
 _RECEIPT_TYPES = _FISCAL_DOCUMENT_TYPES - {FiscalDocument.Type.OPEN_SHIFT, FiscalDocument.Type.CLOSE_SHIFT}
 NEVER_SENT = "never_sent"  # error_kind of a task saved but never sent: nothing was made
+# What ``_record_outcome`` writes on the operation's row (the rest of it was saved before the call).
+_OUTCOME_FIELDS = ["result", "raw_answer", "finished_at", "state", "error_code", "error_kind", "error_message",
+                   "fn_number", "fd_number", "fpd", "receipt_number", "shift_number", "not_printed"]
 
 
 
@@ -97,6 +100,9 @@ class RegisterSession:
     def __init__(self, kiosk: Kiosk, client: AtolClient):
         self.kiosk = kiosk
         self.client = client
+        # The kiosk's one open Shift row, as ``fiscal.shifts.ensure_open(trust=True)`` found it under this lock:
+        # a receipt whose answer names it is recorded in it without reading the rows again.
+        self.trusted_shift: Shift | None = None
 
     # --- public ----------------------------------------------------------------------------------
     def run(self, task: dict[str, Any], *, reference: str = "") -> FiscalOperation:
@@ -209,7 +215,7 @@ class RegisterSession:
             if params:
                 self._copy_params(op, params)
                 op.not_printed = sub.not_printed
-            op.save()
+            op.save(update_fields=_OUTCOME_FIELDS)
             if params and op.task_type in _FISCAL_DOCUMENT_TYPES and not error:
                 mismatch = self._record_document(op, params)
             if then is not None and not error:
@@ -242,7 +248,13 @@ class RegisterSession:
         when a receipt's fnNumber and shiftNumber are not our one open Shift row (see ``_shift_mismatch``)."""
         shift = None
         mismatch = None
-        if params.shift_number is not None:
+        trusted = self.trusted_shift
+        if (trusted is not None and op.task_type in _RECEIPT_TYPES and trusted.state == Shift.State.OPEN
+                and (trusted.fn_number, trusted.number) == (params.fn_number, params.shift_number)):
+            # The receipt is in the kiosk's one open row, as ensure_open found it under this lock: no other open
+            # row can have appeared since (every shift change holds this lock), so nothing to read again.
+            shift = trusted
+        elif params.shift_number is not None:
             shift, created = Shift.objects.get_or_create(
                 kiosk=self.kiosk, fn_number=params.fn_number, number=params.shift_number,
                 defaults={"state": Shift.State.OPEN},
@@ -251,24 +263,27 @@ class RegisterSession:
                 others = list(Shift.objects.filter(kiosk=self.kiosk, state=Shift.State.OPEN).exclude(pk=shift.pk)[:1])
                 if created or shift.state != Shift.State.OPEN or others:
                     mismatch = (shift, others[0] if others else None)
-        document, _ = FiscalDocument.objects.get_or_create(
-            fn_number=params.fn_number,
-            fd_number=params.fiscal_document_number,
-            defaults={
-                "kiosk": self.kiosk,
-                "shift": shift,
-                "operation": op,
-                "doc_type": op.task_type,
-                "fpd": params.fiscal_document_sign,
-                "receipt_number": params.fiscal_receipt_number,
-                "shift_number": params.shift_number,
-                "total": params.total,
-                "registered_at": parse_datetime(params.date_time) if params.date_time else None,
-                "printed": not op.not_printed,
-                "registration_number": params.registration_number,
-                "fns_url": params.fns_url,
-            },
-        )
+        # Read, then created when new: only here, under the register's lock and inside the outcome's transaction,
+        # so without get_or_create's savepoint (a duplicate would roll the whole outcome back, the task resumed).
+        document = FiscalDocument.objects.filter(fn_number=params.fn_number,
+                                                 fd_number=params.fiscal_document_number).first()
+        if document is None:
+            document = FiscalDocument.objects.create(
+                fn_number=params.fn_number,
+                fd_number=params.fiscal_document_number,
+                kiosk=self.kiosk,
+                shift=shift,
+                operation=op,
+                doc_type=op.task_type,
+                fpd=params.fiscal_document_sign,
+                receipt_number=params.fiscal_receipt_number,
+                shift_number=params.shift_number,
+                total=params.total,
+                registered_at=parse_datetime(params.date_time) if params.date_time else None,
+                printed=not op.not_printed,
+                registration_number=params.registration_number,
+                fns_url=params.fns_url,
+            )
         if document.operation_id == op.pk:
             op.document = document  # what the caller's ``then`` reads next, without asking the database again
         return mismatch

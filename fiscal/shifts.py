@@ -226,7 +226,9 @@ def ensure_open(session: RegisterSession, *, before_close: BeforeClose, trust: b
     Every receipt comes after this, so the requisites of an automatic device are made known here too: read
     after the shift is open, when an openShift has told the FN the register is on (``fiscal.requisites``).
     """
-    shift = (trust and trusted_open_shift(session.kiosk)) or _open_for_receipts(session, before_close)
+    trusted = trusted_open_shift(session.kiosk) if trust else None
+    session.trusted_shift = trusted
+    shift = trusted or _open_for_receipts(session, before_close)
     requisites.ensure_read(session)
     return shift
 

@@ -36,14 +36,14 @@ from django_q.tasks import async_task
 
 from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
-from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_session
+from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_lock_key, register_session
 from fiscal.shifts import ensure_open
 from nekassir import checkout_marks, report_summary
 from nekassir.checkout_marks import MarksOutcome, MarksRefused
 from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
 from nekassir.order_steps import GUEST_MESSAGES, defer, order_event, update_order
-from nekassir.receipts import annul_task, sell_task
+from nekassir.receipts import annul_task, has_marks, sell_task
 from payments.acquiring import rubles_to_kopecks
 from payments.models import CardOperation
 from payments.settlement import settle_before_close
@@ -65,8 +65,14 @@ def run_checkout(order_id: str) -> str:
     order = Order.objects.select_related("kiosk").get(pk=order_id)
     if order.step == Step.DONE:
         return order.status
+    kiosk = order.kiosk
+    # A new order's receipt comes next: the register's lock is claimed with the sale lock, in one statement.
+    with_register = ({register_lock_key(kiosk): f"чек заказа {order.number}"}
+                     if order.step == Step.SELL and order.sell_operation_id is None and kiosk.has_register
+                     and kiosk.atol_url else None)
     try:
-        with device_lock(sale_lock_key(order.kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT):
+        with device_lock(sale_lock_key(kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT,
+                         with_keys=with_register):
             # Another run may have moved it while we waited for the lock (the kiosk comes in the same query).
             order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk"))
             _advance(order, {Step.MARKS, Step.SELL, Step.CARD, Step.ANNUL})
@@ -165,7 +171,8 @@ def _receipt_made(order: Order, op: FiscalOperation) -> None:
     # The card step's status is set here too: the kiosk says "insert card" from now on.
     document = getattr(op, "document", None)
     update_order(order, step=Step.CARD, status=Status.AWAITING_CARD, shift=document and document.shift)
-    checkout_marks.mark_sold(order)
+    if has_marks(order):
+        checkout_marks.mark_sold(order)
     order_event(order, "order.receipt.done", f"Чек прихода ФД {op.fd_number}"
                 + (" (записан в ФН, не напечатан: нет бумаги)" if op.not_printed else ""))
 
@@ -188,14 +195,15 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     shift = ensure_open(session, before_close=settle_before_close, trust=True)  # asks the register when in doubt
     if guest_window_closed(order):
         return None
-    checkout_marks.revalidate(order, session, shift)  # a validation counts only in its own shift
+    if has_marks(order):  # no query for an order without marked goods
+        checkout_marks.revalidate(order, session, shift)  # a validation counts only in its own shift
     task = sell_task(order)
     with transaction.atomic():  # one commit: the task (its uuid, marked sent) and the order's link to it
         op = session.create(task, reference=f"order:{order.pk}:sell", sent=True)
         # the uuid is saved before the receipt is sent; the kiosk says "printing the receipt" from now on
         update_order(order, sell_operation=op, status=Status.PRINTING_RECEIPT)
     try:
-        session.perform(op, then=lambda done: _receipt_made(order, done))
+        return session.perform(op, then=lambda done: _receipt_made(order, done))  # the row as just recorded
     except FiscalFailed as exc:
         if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
             raise
@@ -213,7 +221,8 @@ def _card(order: Order) -> bool:
     if order.status != Status.AWAITING_CARD:
         update_order(order, status=Status.AWAITING_CARD)
     try:
-        with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}") as session:
+        # The terminal's row is freed with the sale lock's (one statement), or before the annulment's register lock.
+        with terminal_session(order.kiosk, purpose=f"оплата заказа {order.number}", release_later=True) as session:
             op = order.card_sale
             if op is not None and _refused_busy(op):
                 op = None  # that sale never ran (terminal busy): a new one, now that nothing earlier is left

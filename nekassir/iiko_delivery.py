@@ -46,6 +46,7 @@ from nekassir import report_summary
 from nekassir.iiko_messages import explain
 from nekassir.models import IikoAttempt, Order
 from nekassir.order_steps import GUEST_MESSAGES, defer
+from nekassir.receipts import order_lines
 
 log = logging.getLogger(__name__)
 Attempt = IikoAttempt.State
@@ -80,7 +81,8 @@ def _deliver(order: Order) -> str:
         client = shared_iiko_client(order.kiosk)
     except IikoNotConfigured as exc:
         return _not_delivered(order, str(exc))
-    if order.iiko_attempts.exists():  # an order just paid has none: nothing to follow up (one query, not three)
+    rounds = list(order.iiko_attempts.values_list("round", flat=True))  # an order just paid has none: one query
+    if rounds:  # nothing to follow up otherwise
         for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT).order_by("id"):
             _settle(client, order, attempt, sends=0)  # iiko may still be creating it, or never got it
         if order.iiko_attempts.filter(state=Attempt.SUCCESS).exists():
@@ -89,11 +91,13 @@ def _deliver(order: Order) -> str:
         if doubt is not None:
             # iiko cannot tell yet whether an earlier attempt exists: a new one could make a twin.
             return _defer(order, doubt)
-    this_round = order.iiko_attempts.filter(round=order.iiko_round)  # a resend from the panel starts anew
-    while (done := this_round.count()) < settings.IIKO_MAX_ATTEMPTS:
+    # A resend from the panel starts anew. Counted here: nobody else adds attempts while the order's lock is held.
+    done = rounds.count(order.iiko_round)
+    while done < settings.IIKO_MAX_ATTEMPTS:
         if done:
             _pause(done)
         attempt = _new_attempt(order)
+        done += 1
         outcome = _attempt(client, order, attempt)
         if outcome is True:
             return _completed(order)
@@ -287,7 +291,7 @@ def _completed(order: Order, success: IikoAttempt | None = None) -> str:
     values = {"step": Order.Step.DONE, "status": Order.Status.COMPLETED, "error_code": "", "error_message": "",
               "iiko_number": success.iiko_number if success else "",
               "iiko_state": success.iiko_status if success else "", "retry_at": None, "updated_at": timezone.now()}
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside the answer's commit (``_check``) no savepoint of its own
         Order.objects.filter(pk=order.pk).update(**values)
         report_summary.order_settled(order)  # the report's kept figures of its day (made before this hour)
         record_event("order.completed", kiosk=order.kiosk, object_ref=f"order:{order.pk}",
@@ -337,7 +341,7 @@ def order_body(order: Order, iiko_id: str) -> dict[str, Any]:
                 for m in line.modifiers.all()
             ],
         }
-        for line in order.lines.all().prefetch_related("modifiers").order_by("position")
+        for line in order_lines(order)  # read once per checkout: the receipt had them
     ]
     return build_order(
         iiko_id, order.number, str(order_type or ""), items, str(kiosk.iiko_payment_type_id or ""), order.total,

@@ -42,8 +42,9 @@ def positions(order: Order, status: str = SOLD) -> list[dict[str, Any]]:
     """The order's positions; a marked line's units one by one, their codes in the planned ``status``."""
     industry = industry_info(order.marking_check) if status == SOLD else None
     items: list[dict[str, Any]] = []
-    for line in order.lines.all().prefetch_related("modifiers", "marks").order_by("position"):
-        marks = sorted(line.marks.all(), key=lambda mark: mark.unit)
+    marked = has_marks(order)
+    for line in order_lines(order, marks=marked):
+        marks = sorted(line.marks.all(), key=lambda mark: mark.unit) if marked else []
         if marks:
             items.extend(mark_position(line, mark, status, industry) for mark in marks)
         else:
@@ -54,6 +55,29 @@ def positions(order: Order, status: str = SOLD) -> list[dict[str, Any]]:
             if modifier.price > 0  # a free modifier ("без сахара") is for the kitchen, not the receipt
         )
     return items
+
+
+def has_marks(order: Order) -> bool:
+    """Whether the order may have marked units, without a query: marks are made only from the codes of the kiosk's
+    POST (``request_body``), and such an order passes the MARKS step, which sets ``marking_mode``."""
+    if order.marking_mode:
+        return True
+    lines = (order.request_body or {}).get("lines") if isinstance(order.request_body, dict) else None
+    return not isinstance(lines, list) or any(not isinstance(line, dict) or line.get("marking_codes")
+                                              for line in lines)
+
+
+def order_lines(order: Order, *, marks: bool = False) -> list[OrderLine]:
+    """The order's lines by position with their modifiers; without marks read once per order object (a line and
+    its modifiers never change after the POST: the receipt and the iiko request of one checkout read the same).
+    With ``marks`` read every time: a mark's validation results change (a return validated before an annulment)."""
+    if marks:
+        return list(order.lines.all().prefetch_related("modifiers", "marks").order_by("position"))
+    lines: list[OrderLine] | None = order.__dict__.get("_lines_with_modifiers")
+    if lines is None:
+        lines = list(order.lines.all().prefetch_related("modifiers").order_by("position"))
+        order.__dict__["_lines_with_modifiers"] = lines
+    return lines
 
 
 def line_position(line: OrderLine, quantity: Decimal, amount: Decimal) -> dict[str, Any]:

@@ -84,6 +84,9 @@ _STATE_BY_OUTCOME = {
     Outcome.DECLINED: CardOperation.State.DECLINED,
     Outcome.UNKNOWN: CardOperation.State.UNKNOWN,
 }
+# What ``TerminalSession.record`` writes on the operation's row from the terminal's answer.
+_ANSWER_FIELDS = ["state", "reason", "rrn", "auth_code", "masked_pan", "terminal_reference", "bank_code", "message",
+                  "slip", "raw_request", "raw_response", "finished_at"]
 
 
 class TerminalError(Exception):
@@ -252,7 +255,7 @@ class TerminalSession:
         if state != CardOperation.State.UNKNOWN:
             op.finished_at = timezone.now()
         with transaction.atomic():
-            op.save()
+            op.save(update_fields=_ANSWER_FIELDS)  # what the answer says; the rest was saved before the call
             if then is not None:
                 then(op)
         if state == CardOperation.State.UNKNOWN:
@@ -436,11 +439,13 @@ class TerminalSession:
 
 @contextmanager
 def terminal_session(
-    kiosk: Kiosk, *, purpose: str = "", wait: float = 30.0, resolve: bool = True
+    kiosk: Kiosk, *, purpose: str = "", wait: float = 30.0, resolve: bool = True, release_later: bool = False
 ) -> Iterator[TerminalSession]:
-    """Hold the terminal's lock and resolve what was left unresolved, then yield a session."""
+    """Hold the terminal's lock and resolve what was left unresolved, then yield a session. ``release_later``:
+    the lock's row is freed with the caller's next lock statement (``core.locks.release``)."""
     client = make_acquirer(kiosk)
-    with device_lock(terminal_lock_key(kiosk), purpose=purpose or f"{kiosk.code} терминал", wait=wait):
+    with device_lock(terminal_lock_key(kiosk), purpose=purpose or f"{kiosk.code} терминал", wait=wait,
+                     release_later=release_later):
         session = TerminalSession(kiosk, client)
         if resolve:
             session.resolve_unresolved()

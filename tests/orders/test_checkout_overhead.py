@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -142,3 +143,73 @@ def test_a_checkout_commits_at_most_twenty_times(client, venue, monkeypatch):
     assert order.status == Order.Status.COMPLETED
     ours = [c for c in log.commits if c != ["INSERT django_q_task"]]  # the sync test broker's own bookkeeping
     assert len(ours) <= 20, "\n".join(", ".join(c) for c in ours)
+
+
+class _Statements:
+    """Every SQL statement of the test's connection, in order, with the line of ours that made it."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.rows.append((" ".join(sql.split())[:110], _origin()))
+        return execute(sql, params, many, context)
+
+    def ours(self) -> list[tuple[str, str]]:
+        # Not the order's: the sync test broker's own bookkeeping (django-q2 saving the task's result), and the
+        # test's own reads (no line of the project's code made them).
+        return [row for row in self.rows if "django_q_" not in row[0] and row[1]]
+
+
+def _origin() -> str:
+    """The innermost frames of the project's own code (not Django's, not the tests') that led to a statement."""
+    import traceback
+
+    root = str(Path(__file__).resolve().parents[2])
+    stack = traceback.StackSummary.extract(traceback.walk_stack(None), lookup_lines=False)
+    frames = [f for f in reversed(stack)
+              if f.filename.startswith(root) and "/.venv/" not in f.filename and "/tests/" not in f.filename]
+    return " < ".join(f"{Path(f.filename).stem}:{f.lineno} {f.name}" for f in reversed(frames[-3:]))
+
+
+# The statements of one whole order (the kiosk's POST, then its checkout run synchronously), once the shift is open
+# and the requisites are read, on SQLite (its BEGIN and SAVEPOINTs counted too): 68 before this bound, 53 with it.
+# A regression adds to it and fails here.
+STATEMENTS_PER_CHECKOUT = 53
+
+
+def test_a_checkout_makes_a_bounded_number_of_statements(client, venue):
+    """Each statement is a round trip to the database (0.5-1 ms with the ORM's own work): issue 15 item 3.
+    NEKASSIR_PROFILE=1 (run with -s) prints every statement with its origin and the checkout's top Python costs."""
+    import cProfile
+    import os
+    import pstats
+
+    place_order(client, venue)  # warm-up: the shift opened, the requisites read, the code paths imported
+    log = _Statements()
+    profile = cProfile.Profile()
+    with connection.execute_wrapper(log):
+        profile.enable()
+        order = place_order(client, venue)
+        profile.disable()
+    assert order.status == Order.Status.COMPLETED
+    listing = "\n".join(f"{n:3} {sql}\n      {origin}" for n, (sql, origin) in enumerate(log.ours(), start=1))
+    if os.environ.get("NEKASSIR_PROFILE"):
+        print(f"\n{len(log.ours())} statements ({len(log.rows)} with the test broker's):\n{listing}")
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profile).print_callers("sleep")
+    assert len(log.ours()) <= STATEMENTS_PER_CHECKOUT, listing
+
+
+def test_marks_are_looked_for_unless_the_order_provably_has_none():
+    """The receipt and the sale skip the marks' queries only for an order whose POST had no codes and that never
+    passed the MARKS step; anything else (a mode set, a body that cannot be read) looks for them as before."""
+    from nekassir.receipts import has_marks
+
+    plain = Order(request_body={"lines": [{"product_id": "p", "modifiers": []}]})
+    assert not has_marks(plain)
+    assert has_marks(Order(request_body={"lines": [{"product_id": "p", "marking_codes": ["010461"]}]}))
+    assert has_marks(Order(request_body={"lines": [{"product_id": "p"}]}, marking_mode=Order.MarkingMode.ONLINE))
+    assert has_marks(Order(request_body={}))
+    assert has_marks(Order(request_body=None))
