@@ -152,6 +152,7 @@ def try_acquire(key: str, purpose: str = "", lease: float | None = None, *, new_
               "expires_at": now + timedelta(seconds=lease or settings.DEVICE_LOCK_LEASE)}
     if new_key and _insert_held(key, values):
         held[key] = 1
+        _local.inserted = key
         return True
     # The usual case is one UPDATE (one commit): the row exists and is free. Only when that fails do we
     # look at the row: missing (created held), or held by a process that died.
@@ -160,7 +161,11 @@ def try_acquire(key: str, purpose: str = "", lease: float | None = None, *, new_
     if not claimed:
         current = DeviceLock.objects.filter(key=key).values_list("holder", flat=True).first()
         if current is None:
-            claimed = _create_held(key, values) or free.update(**values)  # lost the race: the winner's row
+            if _create_held(key, values):
+                _local.inserted = key
+                claimed = 1
+            else:
+                claimed = free.update(**values)  # lost the race: the winner's row
         elif current and _holder_is_dead(current):
             claimed = DeviceLock.objects.filter(key=key, holder=current).update(**values)
     if claimed:
@@ -222,15 +227,16 @@ def prune_free_locks(older_than: timedelta = timedelta(days=1)) -> int:
 def device_lock(
     key: str, purpose: str = "", wait: float = 0.0, poll: float = 0.2, *, new_key: bool = False,
     with_keys: dict[str, str] | None = None, release_later: bool = False,
-) -> Iterator[None]:
+) -> Iterator[bool]:
     """Hold ``key`` for the block; wait up to ``wait`` seconds for it, else raise DeviceBusy (``new_key``: see
-    ``try_acquire``).
+    ``try_acquire``). Yields True when this claim made the key's row: nobody ever held it before (a per-order key).
 
     ``with_keys`` (key -> purpose): locks the block will most likely take next, claimed with ``key`` in one
     statement when all are free (else ``key`` alone, as usual); a ``device_lock`` of one of them inside the block
     then costs no round trip, and one never entered is freed with ``key``. ``release_later``: see ``release``."""
     deadline = time.monotonic() + wait
     held = _held()
+    _local.inserted = None
     if with_keys and key not in held and not set(with_keys) & set(held) and _claim_together(
             {key: purpose, **with_keys}, None):
         held[key] = 0
@@ -241,8 +247,10 @@ def device_lock(
                    or {"holder": "", "purpose": ""})
             raise DeviceBusy(key, row.get("holder", ""), row.get("purpose", ""))
         time.sleep(poll)
+    first = getattr(_local, "inserted", None) == key
+    _local.inserted = None
     try:
-        yield
+        yield first
     finally:
         release(key, later=release_later)
 

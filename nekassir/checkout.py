@@ -62,7 +62,7 @@ def start_checkout(order_id) -> None:
 
 def run_checkout(order_id: str) -> str:
     """Advance the order as far as it can go now; returns its status. Safe to call again at any time."""
-    order = Order.objects.select_related("kiosk").get(pk=order_id)
+    order = Order.objects.select_related("kiosk__iiko").get(pk=order_id)
     if order.step == Step.DONE:
         return order.status
     kiosk = order.kiosk
@@ -74,13 +74,14 @@ def run_checkout(order_id: str) -> str:
         with device_lock(sale_lock_key(kiosk), purpose=f"заказ {order.number}", wait=settings.SALE_LOCK_WAIT,
                          with_keys=with_register):
             # Another run may have moved it while we waited for the lock (the kiosk comes in the same query).
-            order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk"))
+            order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk__iiko"))
+            paid_before = order.step == Step.IIKO
             _advance(order, {Step.MARKS, Step.SELL, Step.CARD, Step.ANNUL})
     except DeviceBusy as exc:
         defer(order, f"киоск занят: {exc}")
         return order.status
     if order.step == Step.IIKO:
-        deliver(order)
+        deliver(order, just_paid=not paid_before)  # paid in this run: iiko has not seen it
     return order.status
 
 

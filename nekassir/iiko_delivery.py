@@ -62,26 +62,33 @@ INVISIBLE = ("iiko получил заказ, но пока не показыв�
              "не отправляем, иначе на кухне будет два заказа")
 
 
-def deliver(order: Order) -> str:
-    """Deliver ``order`` to iiko (or find that an earlier attempt already did). Returns the status."""
+def deliver(order: Order, *, just_paid: bool = False) -> str:
+    """Deliver ``order`` to iiko (or find that an earlier attempt already did). Returns the status.
+
+    ``just_paid``: the caller moved ``order`` (read with ``kiosk__iiko``) to IIKO a moment ago, under the sale lock.
+    When the order's iiko lock row is then made by this claim, nobody has ever delivered it or tried to: the order
+    is as the caller left it and has no attempt, so neither is read again."""
     try:
         # A key per order, mostly taken for the first time: its row is inserted held (one statement).
-        with device_lock(f"iiko:order:{order.pk}", purpose=f"iiko {order.number}", wait=0, new_key=True):
-            order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk__iiko"))
+        with device_lock(f"iiko:order:{order.pk}", purpose=f"iiko {order.number}", wait=0, new_key=True) as first:
+            untouched = just_paid and first
+            if not untouched:
+                order.refresh_from_db(from_queryset=Order.objects.select_related("kiosk__iiko"))
             if order.step != Order.Step.IIKO:
                 return order.status
-            return _deliver(order)
+            return _deliver(order, no_attempts=untouched)
     except DeviceBusy:
         # Another worker is delivering it right now; look again later in case that worker dies.
         return _defer(order)
 
 
-def _deliver(order: Order) -> str:
+def _deliver(order: Order, *, no_attempts: bool = False) -> str:
     try:
         client = shared_iiko_client(order.kiosk)
     except IikoNotConfigured as exc:
         return _not_delivered(order, str(exc))
-    rounds = list(order.iiko_attempts.values_list("round", flat=True))  # an order just paid has none: one query
+    # An order just paid has none (``deliver``'s ``just_paid``): not even this one query.
+    rounds = [] if no_attempts else list(order.iiko_attempts.values_list("round", flat=True))
     if rounds:  # nothing to follow up otherwise
         for attempt in order.iiko_attempts.filter(state__in=IN_DOUBT).order_by("id"):
             _settle(client, order, attempt, sends=0)  # iiko may still be creating it, or never got it

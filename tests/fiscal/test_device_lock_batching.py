@@ -128,3 +128,17 @@ def test_a_re_entered_outer_lock_frees_what_was_left_later_when_left_once():
         assert _holder("terminal:K1") == ""  # the inner sale block's end freed it
         assert _holder("sale:K1")
     assert _holder("sale:K1") == ""
+
+
+def test_a_lock_tells_whether_its_row_was_made_by_this_claim():
+    """``deliver(just_paid=True)`` reads nothing again only when the order's iiko lock row is new: nobody held it."""
+    with device_lock("iiko:order:7", new_key=True) as first:
+        assert first is True
+    with device_lock("iiko:order:7", new_key=True) as first:
+        assert first is False  # the row was there: someone held it before
+    with device_lock("iiko:order:8") as first:  # made by the usual claim's fallback
+        assert first is True
+        with device_lock("iiko:order:8") as again:  # re-entered
+            assert again is False
+    with device_lock("iiko:order:8") as first:
+        assert first is False
