@@ -181,11 +181,18 @@ def _receipt_made(order: Order, op: FiscalOperation) -> None:
 # A sell task that ended with these is proven not made and may be made again under a new uuid: it never
 # left (the process died before sending), or the register refused it because the shift expired or closed
 # between our shift check and the sell (error 68 / 73: the register's clock passed ``expiredTime``).
-_PRINT_AGAIN_KINDS = {NEVER_SENT, "shift_expired", "shift_closed"}
+_SHIFT_REFUSALS = ("shift_expired", "shift_closed")
+_PRINT_AGAIN_KINDS = {NEVER_SENT, *_SHIFT_REFUSALS}
 
 
 def _print_again(op: FiscalOperation) -> bool:
     return op.state == FiscalOperation.State.FAILED and op.error_kind in _PRINT_AGAIN_KINDS
+
+
+def _refused_for_shift(exc: FiscalFailed) -> bool:
+    """The register refused the task because the shift expired or closed under it: nothing was made, and the
+    next shift check asks the register (its last task ended in an error), so the task may be sent again."""
+    return getattr(exc.cause, "kind", "") in _SHIFT_REFUSALS
 
 
 def _print_receipt(order: Order, session) -> FiscalOperation | None:
@@ -206,7 +213,7 @@ def _print_receipt(order: Order, session) -> FiscalOperation | None:
     try:
         return session.perform(op, then=lambda done: _receipt_made(order, done))  # the row as just recorded
     except FiscalFailed as exc:
-        if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
+        if not _refused_for_shift(exc):
             raise
         log.warning("order=%s kiosk=%s the shift expired under the sell (%s): settle, close, open, print again",
                     order.pk, order.kiosk.code, exc)
@@ -353,7 +360,7 @@ def _send_annulment(order: Order, session) -> FiscalOperation:
     try:
         session.perform(op)
     except FiscalFailed as exc:
-        if getattr(exc.cause, "kind", "") not in ("shift_expired", "shift_closed"):
+        if not _refused_for_shift(exc):
             raise
         order_event(order, "order.annul.shift_expired",
                     "смена истекла под аннулированием: закрываем, открываем, повторяем")
