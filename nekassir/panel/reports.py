@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from html import escape
 from typing import Any
 
 from django.core.exceptions import BadRequest
@@ -37,8 +38,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import get_format
-from django.utils.html import format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from core.models import Kiosk
 from core.money import rub
@@ -372,15 +372,23 @@ def table_rub() -> Callable[[Any], str]:
 
 def shift_rows_html(rows: Sequence[ShiftRow]) -> SafeString:
     """The shift table's rows, as the template wrote them: a month has hundreds of shifts, and ~2,000 money
-    cells cost ~50 ms as template nodes, a few here (the same text and escaping)."""
+    cells cost ~50 ms as template nodes, ~15 ms through format_html_join (conditional_escape per cell), a few
+    here: the URL reversed once (a placeholder pk), every text through html.escape (the same text and
+    escaping as the template's autoescape)."""
     rub = table_rub()
-    cells = '<tr><td>{}</td><td><a href="{}">№{}</a></td><td class="nowrap">{}</td>' + '<td class="num">{}</td>' * 3 + \
-        '<td class="num"><strong>{}</strong></td><td class="num">{}</td><td class="num">{}</td></tr>'
-    return format_html_join("", cells, (
-        (row.shift.kiosk.code, reverse("panel:shift", args=[row.shift.pk]), row.shift.number,
-         timezone.localtime(row.shift.opened_at).strftime("%d.%m.%Y %H:%M") if row.shift.opened_at else "—",
-         rub(f.sales), rub(f.annulments), rub(f.returns), rub(f.net), rub(f.card), rub(f.average))
-        for row in rows for f in (row.figures,)))
+    url = reverse("panel:shift", args=[0]).rsplit("0", 1)
+    tz = timezone.get_current_timezone()
+    out = []
+    for row in rows:
+        shift, f = row.shift, row.figures
+        opened = shift.opened_at.astimezone(tz).strftime("%d.%m.%Y %H:%M") if shift.opened_at else "—"
+        money = [escape(rub(value)) for value in (f.sales, f.annulments, f.returns, f.net, f.card, f.average)]
+        out.append(
+            f'<tr><td>{escape(shift.kiosk.code)}</td><td><a href="{url[0]}{shift.pk}{url[1]}">№{shift.number}</a>'
+            f'</td><td class="nowrap">{opened}</td><td class="num">{money[0]}</td><td class="num">{money[1]}</td>'
+            f'<td class="num">{money[2]}</td><td class="num"><strong>{money[3]}</strong></td>'
+            f'<td class="num">{money[4]}</td><td class="num">{money[5]}</td></tr>')
+    return mark_safe("".join(out))  # noqa: S308 - every text above is escaped; the pk and number are integers
 
 
 # --- the orders list's totals ------------------------------------------------------------------------
