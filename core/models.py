@@ -287,6 +287,14 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def token_digest(token: str) -> str | None:
+    """The stored digest of a presented token, or None when it cannot be one of ours (empty, too long, not
+    ASCII): such a token is refused without a database lookup."""
+    if not token or len(token) > KioskToken.MAX_PLAINTEXT_LENGTH or not token.isascii():
+        return None
+    return _token_digest(token)
+
+
 class KioskToken(models.Model):
     """A kiosk's bearer token for the kiosk API, stored as its SHA-256 only.
 
@@ -324,9 +332,12 @@ class KioskToken(models.Model):
     @classmethod
     def authenticate(cls, token: str) -> Kiosk | None:
         """The active kiosk whose live token this is, or None."""
-        if not token or len(token) > cls.MAX_PLAINTEXT_LENGTH or not token.isascii():
-            return None
-        digest = _token_digest(token)
+        digest = token_digest(token)
+        return cls.authenticate_digest(digest) if digest is not None else None
+
+    @classmethod
+    def authenticate_digest(cls, digest: str) -> Kiosk | None:
+        """The active kiosk whose live token has this digest (``token_digest``), or None."""
         row = (
             cls.objects.select_related("kiosk")
             .filter(token_hash=digest, revoked_at__isnull=True, kiosk__active=True)

@@ -549,3 +549,51 @@ def test_an_unexpected_failure_is_a_json_500_not_a_page(client, token, monkeypat
     before = row_counts()
     assert_error(post(client, token, order_body()), 500, "internal_error")
     assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Bearer nkk_wrong", "Basic dXNlcjpwYXNz", "Token {token}", "{token}",
+     "Bearer " + "x" * 5000],
+)
+@pytest.mark.parametrize("which", ["existing", "unknown", "malformed"])
+def test_reading_with_a_missing_or_bad_token_is_a_401_whatever_the_id(client, token, authorization, which):
+    body = order_body()
+    post(client, token, body)
+    order_id = {"existing": body["id"], "unknown": str(uuid.uuid4()), "malformed": "not-a-uuid"}[which]
+    headers = {} if authorization is None else {"Authorization": authorization.format(token=token)}
+    response = client.get(f"{URL}/{order_id}", headers=headers)
+    assert_error(response, 401, "unauthorized")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_reading_with_a_revoked_token_or_for_an_inactive_kiosk_is_a_401(client, kiosk, token):
+    body = order_body()
+    post(client, token, body)
+    KioskToken.objects.get().revoke()
+    assert_error(get(client, token, body["id"]), 401, "unauthorized")
+    fresh = KioskToken.issue(kiosk)
+    assert get(client, fresh, body["id"]).status_code == 200
+    Kiosk.objects.filter(pk=kiosk.pk).update(active=False)
+    assert_error(get(client, fresh, body["id"]), 401, "unauthorized")
+    assert_error(get(client, fresh, str(uuid.uuid4())), 401, "unauthorized")
+
+
+def test_a_status_poll_is_one_sql_statement(client, token):
+    """Every kiosk polls its order every 250 ms (30 kiosks: 120 GETs a second on one venue server, issue 15):
+    the token, the kiosk and the order with its receipt and card sale are read by one statement."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.panel_support import fake_completed_order, fake_shift
+
+    body = order_body()
+    post(client, token, body)
+    other = make_kiosk("K9")
+    done = fake_completed_order(other, fake_shift(other))  # with its receipt (QR and all) and card sale
+    for order_id, bearer in ((body["id"], token), (str(done.pk), KioskToken.issue(other))):
+        with CaptureQueriesContext(connection) as queries:
+            answer = get(client, bearer, order_id)
+        assert answer.status_code == 200
+        assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    assert answer.json()["receipt"]["qr"].startswith("t=") and answer.json()["card"]["rrn"] == done.card_sale.rrn
