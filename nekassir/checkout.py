@@ -32,13 +32,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from core.locks import DeviceBusy, device_lock, sale_lock_key
 from fiscal.models import FiscalOperation
 from fiscal.register import NEVER_SENT, FiscalError, FiscalFailed, register_lock_key, register_session
 from fiscal.shifts import ensure_open
 from nekassir import checkout_marks, report_summary
+from nekassir.broker import queue_task
 from nekassir.checkout_marks import MarksOutcome, MarksRefused
 from nekassir.iiko_delivery import deliver
 from nekassir.models import Order
@@ -56,7 +56,7 @@ Step = Order.Step
 def start_checkout(order_id) -> None:
     """Queue the checkout of a new order on the device cluster (call it in transaction.on_commit): its task
     runs the checkout on one of the worker's threads (nekassir.device_threads) and returns at once."""
-    async_task("nekassir.device_threads.dispatch_checkout", str(order_id), cluster="devices",
+    queue_task("nekassir.device_threads.dispatch_checkout", str(order_id), cluster="devices",
                task_name=f"checkout {order_id}")
 
 

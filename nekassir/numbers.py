@@ -1,17 +1,17 @@
 """Pickup numbers: the kiosk's code and a per-kiosk, per-day sequence, e.g. ``K1-042``.
 
-One ``PickupCounter`` row per kiosk and business day, bumped with ``F() + 1``. The UPDATE takes
-the row's write lock until the caller's transaction ends (PostgreSQL re-reads the row after the
-lock, SQLite takes the database write lock at BEGIN IMMEDIATE), so two orders never get the same
-number and a rolled-back order gives its number back.
+One ``PickupCounter`` row per kiosk and business day, made or bumped by one statement (INSERT … ON CONFLICT
+DO UPDATE … RETURNING, PostgreSQL and SQLite ≥ 3.35 alike; the ORM would need five: a savepoint, get_or_create,
+the UPDATE, a re-read, the release, on every kiosk's POST). The write takes the row's lock until the caller's
+transaction ends (PostgreSQL re-reads the row under the lock, SQLite takes the database write lock at BEGIN
+IMMEDIATE), so two orders never get the same number and a rolled-back order gives its number back.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 
 from core.models import Kiosk
@@ -30,9 +30,14 @@ def business_date(now: datetime) -> date:
 def next_pickup_number(kiosk: Kiosk, now: datetime | None = None) -> tuple[date, int, str]:
     """``(business_date, seq, number)`` of the kiosk's next order; call it in the order's transaction."""
     day = business_date(now or timezone.now())
-    with transaction.atomic():
-        # get_or_create recovers from a concurrent create of the same day's row (unique constraint).
-        counter, _ = PickupCounter.objects.get_or_create(kiosk=kiosk, business_date=day)
-        PickupCounter.objects.filter(pk=counter.pk).update(last_seq=F("last_seq") + 1)
-        seq = PickupCounter.objects.values_list("last_seq", flat=True).get(pk=counter.pk)
+    ops = connection.ops
+    table = ops.quote_name(PickupCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (kiosk_id, business_date, last_seq) VALUES (%s, %s, 1) "  # noqa: S608 - model's table
+            f"ON CONFLICT (kiosk_id, business_date) DO UPDATE SET last_seq = {table}.last_seq + 1 "
+            "RETURNING last_seq",
+            [kiosk.pk, ops.adapt_datefield_value(day)],
+        )
+        seq = cursor.fetchone()[0]
     return day, seq, format_number(kiosk.code, seq)

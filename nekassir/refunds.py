@@ -23,7 +23,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from core.events import record_event
 from core.locks import DeviceBusy, device_lock, sale_lock_key
@@ -33,6 +32,7 @@ from fiscal.register import FiscalError, FiscalFailed, RegisterSession, register
 from fiscal.shifts import ensure_open, ensure_shift_open
 from iiko.client import IikoError
 from iiko.connection import IikoNotConfigured, make_iiko_client
+from nekassir.broker import queue_task
 from nekassir.checkout_marks import record_return_validation
 from nekassir.models import Order, OrderLine, OrderMark, OrderModifier, Refund, to_kopecks
 from nekassir.receipts import RETURNED, line_position, mark_position, modifier_position, receipt_task
@@ -250,7 +250,7 @@ def request_refund(order: Order, quantities: dict[Any, Any], *, to_card: bool, c
 
 def start_refund(refund_id: int) -> None:
     """Queue (again) the run of a saved refund on the device cluster; a run finds where the refund is."""
-    async_task("nekassir.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
+    queue_task("nekassir.refunds.run_refund", refund_id, cluster="devices", task_name=f"refund {refund_id}")
 
 
 def _create(order: Order, quantities: dict[Any, Any], *, to_card: bool, cancel_in_iiko: bool, user,

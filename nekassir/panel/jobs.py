@@ -49,7 +49,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.models import Task
-from django_q.tasks import async_task
 
 from core.events import record_event
 from core.locks import DeviceBusy, release, sale_lock_key, try_acquire
@@ -59,6 +58,7 @@ from fiscal.corrections import CorrectionRequest, make_correction
 from fiscal.models import FiscalDocument, FiscalOperation, Shift
 from fiscal.register import FiscalError, register_lock_key, register_session
 from fiscal.shifts import open_shift, print_x_report
+from nekassir.broker import queue_task
 from nekassir.card_resolution import not_charged_job
 from nekassir.connection_check import BAD, check_connection
 from nekassir.iiko_delivery import deliver
@@ -364,7 +364,7 @@ def check_rate(scope: Scope) -> None:
 
 
 def _enqueue(job_id: int) -> None:
-    async_task("nekassir.panel.jobs.run_job", job_id, cluster="devices", task_name=task_name(job_id))
+    queue_task("nekassir.panel.jobs.run_job", job_id, cluster="devices", task_name=task_name(job_id))
 
 
 def task_name(job_id: int) -> str:

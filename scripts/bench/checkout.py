@@ -164,6 +164,12 @@ def run_overhead(stack: Stack, emulators, kiosk_token: tuple[Any, str], floor, n
 
 def phases(placed: list[tuple[str, float]]) -> dict[str, float]:
     """Where an order's time goes, from the timestamps the checkout stores (medians, seconds)."""
+    return {name: median(values) for name, values in phase_spans(placed).items()}
+
+
+def phase_spans(placed: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """Every order's spans between the timestamps the checkout stores (seconds), by span; ``placed`` is
+    (order id, wall-clock time of its POST)."""
     from nekassir.models import IikoAttempt, Order
 
     spans: dict[str, list[float]] = {k: [] for k in (
@@ -182,7 +188,7 @@ def phases(placed: list[tuple[str, float]]) -> dict[str, float]:
               attempt.finished_at.timestamp(), order.updated_at.timestamp()]
         for values, a, b in zip(spans.values(), ts, ts[1:], strict=False):
             values.append(b - a)
-    return {name: median(values) for name, values in spans.items()}
+    return spans
 
 
 # --- 2. parallel kiosks ----------------------------------------------------------------------------
