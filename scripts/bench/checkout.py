@@ -109,6 +109,24 @@ def completion(order_id: str, timeout: float = 120.0, every: float = 0.01) -> tu
     raise TimeoutError(f"order {order_id} not done in {timeout}s")
 
 
+def warm_up(stack: Stack, kiosks: list[tuple[Any, str]], floor, timeout: float) -> list[str]:
+    """One order per kiosk and two at the floor, each waited for: every shift opened, every connection made, the
+    requisites read, before anything is timed. Returns the kiosks' order ids (in the kiosks' order)."""
+    from scripts.bench.floor import build_floor_order
+
+    placed = []
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        for _, token in kiosks:
+            body = order_body()
+            http.post("/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+            placed.append(body["id"])
+    for order_id in placed:
+        completion(order_id, timeout=timeout)
+    for _ in range(2):
+        floor.run(build_floor_order(floor.kiosk, order_body()))
+    return placed
+
+
 # --- 1. overhead -----------------------------------------------------------------------------------
 def run_overhead(stack: Stack, emulators, kiosk_token: tuple[Any, str], floor, n: int) -> dict[str, Any]:
     from scripts.bench.floor import build_floor_order
@@ -302,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("nekassir").setLevel(logging.WARNING)  # this process only builds floor payloads
     from scripts.bench.emulated import Emulators
-    from scripts.bench.floor import Floor, build_floor_order
+    from scripts.bench.floor import Floor
 
     say("checkout: migrating the bench database, collecting static files")
     stack.prepare()
@@ -314,16 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"checkout: starting gunicorn + device cluster ({args.kiosks} kiosks) + default cluster")
         stack.start()
         say("checkout: warm-up (one order per kiosk, two at the floor: opens every shift, connects)")
-        with httpx.Client(base_url=stack.url, timeout=30) as http:
-            bodies = []
-            for _, token in kiosks:
-                body = order_body()
-                http.post("/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}).raise_for_status()
-                bodies.append(body["id"])
-            for order_id in bodies:
-                completion(order_id, timeout=180)
-        for _ in range(2):
-            floor.run(build_floor_order(floor_kiosk, order_body()))
+        warm_up(stack, kiosks, floor, timeout=180)
         if "overhead" in args.parts:
             say(f"checkout: overhead, {n} orders of ours and {n} at the floor, device delays 0")
             emulators.recorder.forget_before(time.monotonic())

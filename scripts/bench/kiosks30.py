@@ -35,8 +35,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from scripts.bench.common import (
     PG_URL,
     PY,
@@ -247,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("nekassir").setLevel(logging.WARNING)
-    from scripts.bench.checkout import _client_settings, completion, journal_check, make_kiosks, order_body
+    from scripts.bench.checkout import _client_settings, journal_check, make_kiosks, warm_up
     from scripts.bench.emulated import Emulators
-    from scripts.bench.floor import Floor, build_floor_order
+    from scripts.bench.floor import Floor
     from scripts.bench.job_burst import login
     from scripts.bench.memory import product_processes, product_pss_mib
 
@@ -263,16 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         say("kiosks30: starting gunicorn + device cluster (devicecluster's own size) + default cluster")
         stack.start(timeout=240)
         say("kiosks30: warm-up (one order per kiosk, two at the floor: opens every shift, connects)")
-        warm = []
-        with httpx.Client(base_url=stack.url, timeout=30) as http:
-            for _, token in kiosks:
-                body = order_body()
-                http.post("/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}).raise_for_status()
-                warm.append(body["id"])
-        for order_id in warm:
-            completion(order_id, timeout=300)
-        for _ in range(2):
-            floor.run(build_floor_order(floor_kiosk, order_body()))
+        warm = warm_up(stack, kiosks, floor, timeout=300)
         cookies, _ = login(stack)
         time.sleep(2.0)
         say(f"kiosks30: idle server, {idle_count} status GETs, one every {idle_every} s")
