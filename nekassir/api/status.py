@@ -8,17 +8,6 @@ from django.utils import timezone
 
 from nekassir.models import Order
 
-# The columns order_status_json reads, for ``only()`` on the status GET (Order with select_related
-# "sell_operation__document" and "card_sale"): the operations' and documents' JSON bodies are not read.
-STATUS_COLUMNS = (
-    "id", "number", "status", "total", "created_at", "error_code", "error_message", "iiko_number", "iiko_state",
-    "sell_operation__id",
-    *(f"sell_operation__document__{name}" for name in (
-        "id", "fd_number", "fpd", "receipt_number", "shift_number", "registered_at", "printed", "doc_type",
-        "total", "fn_number")),
-    "card_sale__id", "card_sale__state", "card_sale__masked_pan", "card_sale__rrn",
-)
-
 
 def _receipt(order: Order) -> dict[str, Any] | None:
     """``{fd, fpd, receipt_number, shift, date, qr}`` of the sell receipt, once the checkout has one."""

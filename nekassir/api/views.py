@@ -15,7 +15,8 @@ from nekassir.api.errors import ApiError
 from nekassir.api.idempotency import body_hash, replayed_order
 from nekassir.api.orders import create_order
 from nekassir.api.schemas import ErrorOut, OrderStatusOut
-from nekassir.api.status import STATUS_COLUMNS, order_status_json
+from nekassir.api.status import order_status_json
+from nekassir.api.status_query import polled_order
 from nekassir.api.validation import validate_order
 from nekassir.models import Order
 from payments.terminal import unresolved_money_operation
@@ -105,7 +106,4 @@ def _polled_order(order_id: str, claim: TokenClaim) -> Order | None:
         pk = uuid.UUID(order_id)
     except ValueError:
         return None
-    found = list(Order.objects.select_related("sell_operation__document", "card_sale").only(*STATUS_COLUMNS)
-                 .filter(pk=pk, kiosk__tokens__token_hash=claim.digest, kiosk__tokens__revoked_at__isnull=True,
-                         kiosk__active=True)[:1])  # [:1], not first(): no ORDER BY, the pk is unique
-    return found[0] if found else None
+    return polled_order(pk, claim.digest)

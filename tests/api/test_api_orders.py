@@ -597,3 +597,9 @@ def test_a_status_poll_is_one_sql_statement(client, token):
         assert answer.status_code == 200
         assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
     assert answer.json()["receipt"]["qr"].startswith("t=") and answer.json()["card"]["rrn"] == done.card_sale.rrn
+    # The poll's own statement (nekassir/api/status_query.py) gives what the models give, field for field.
+    from nekassir.api.status import order_status_json
+
+    Order.objects.filter(pk=done.pk).update(iiko_number="42", error_code="x", error_message="сообщение")
+    fresh = Order.objects.select_related("sell_operation__document", "card_sale").get(pk=done.pk)
+    assert get(client, KioskToken.issue(other), str(done.pk)).json() == json.loads(json.dumps(order_status_json(fresh)))
