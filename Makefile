@@ -40,7 +40,8 @@ test-postgres: venv
 	else echo "PostgreSQL not reachable at $(PG_TEST_URL): PostgreSQL run skipped"; fi
 
 # Just the browser tests (tests/browser, marker "browser"): Playwright driving /usr/bin/chromium; they are
-# part of test-sqlite and test-postgres too. Screenshots land in artifacts/screenshots/.
+# part of test-sqlite (the PostgreSQL pass skips them, and runs the short soak and the fuzzing once instead:
+# tests/passes.py). Screenshots land in artifacts/screenshots/.
 test-browser: venv
 	$(BIN)/python -m pytest -p no:cacheprovider -m browser tests/browser
 

@@ -248,13 +248,15 @@ class Load:
         kiosks = [threading.Thread(target=self.kiosk, args=(k["code"], k["token"], k["bodies"],
                                                             spec.get("stagger", 0.0) * i / count), daemon=True)
                   for i, k in enumerate(spec["kiosks"])]
-        manager = threading.Thread(target=self.manager, daemon=True)
-        for thread in [*kiosks, manager]:
+        # spec "manager" false: no venue page open (to see the manager's share of the kiosks' latency).
+        managers = [threading.Thread(target=self.manager, daemon=True)] if spec.get("manager", True) else []
+        for thread in [*kiosks, *managers]:
             thread.start()
         for thread in kiosks:
             thread.join()
         self.kiosks_done.set()
-        manager.join(timeout=60)
+        for thread in managers:
+            thread.join(timeout=60)
         cpu1, wall1 = os.times(), time.monotonic()
         return {
             "orders": self.orders, "polls": self.polls, "panel": self.panel, "fragments": self.fragments,

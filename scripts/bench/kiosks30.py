@@ -104,7 +104,7 @@ def idle_polls(stack: Stack, token: str, order_id: str, count: int, every: float
 
 
 def run_load(stack: Stack, emulators, kiosks: list[tuple[Any, str]], floor, orders: int, slow_card: float,
-             cookies: dict[str, str], mode: str, work: Path) -> dict[str, Any]:
+             cookies: dict[str, str], mode: str, work: Path, manager: bool = True) -> dict[str, Any]:
     from scripts.bench.checkout import REALISTIC, order_body
     from scripts.bench.floor import build_floor_order
 
@@ -117,6 +117,7 @@ def run_load(stack: Stack, emulators, kiosks: list[tuple[Any, str]], floor, orde
     floor_orders = [build_floor_order(floor.kiosk, order_body()) for _ in range(orders)]
     start_at = time.monotonic() + START_MARGIN
     spec = {"mode": "load", "url": stack.url, "start_at": start_at, "poll": KIOSK_POLL, "stagger": KIOSK_POLL,
+            "manager": manager,
             "order_timeout": 300.0 + slow_card, "cookies": cookies,
             "kiosks": [{"code": k.code, "token": token, "bodies": [order_body() for _ in range(orders)]}
                        for k, token in kiosks]}
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-every", type=float, help="seconds between them (0.25 as a kiosk; quick 0.05)")
     parser.add_argument("--clients", choices=("process", "inline"), default="process",
                         help="kiosks and manager in a process of their own (default) or in the emulators' one")
+    parser.add_argument("--no-manager", action="store_true",
+                        help="no manager's venue page during the load (its share of the kiosks' latency)")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "kiosks30.json")
     args = parser.parse_args(argv)
     orders = args.orders or (2 if args.quick else 10)
@@ -266,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2.0)
         say(f"kiosks30: idle server, {idle_count} status GETs, one every {idle_every} s")
         idle = idle_polls(stack, kiosks[0][1], warm[0], idle_count, idle_every, args.clients, data_dir)
-        run = run_load(stack, emulators, kiosks, floor, orders, slow_card, cookies, args.clients, data_dir)
+        run = run_load(stack, emulators, kiosks, floor, orders, slow_card, cookies, args.clients, data_dir,
+                       manager=not args.no_manager)
         run["status_poll_idle"] = idle
         run["errors"]["idle_errors"] = len(idle["errors"])
         run["ratio_poll"] = run["status_poll"]["p95_ms"] / idle["p95_ms"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.passes import postgres_pass
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -26,6 +28,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
             if not Path(CHROMIUM).exists():
                 item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} missing: run `make system-deps`"))
+            elif postgres_pass():
+                item.add_marker(pytest.mark.skip(reason="the browser tests run in the SQLite pass (tests/passes.py)"))
 
 
 # pytest-playwright keeps Playwright (and its event loop) for the whole session; these tests keep it

@@ -28,32 +28,18 @@ from iiko import emulator as demo
 from nekassir.checkout import run_checkout
 from nekassir.models import Order
 from payments.models import CardOperation
+from tests.passes import PG_TEST_URL, once_in_postgres_pass
 from tests.processes import ROOT
 from tests.venue import build_venue, place_order
 
 SHORT_SOAK_SECONDS = 300
 
 
-def _pg_url() -> str:
-    return os.environ.get("PG_TEST_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_answers(url: str) -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_the_short_soak_passes():
+    once_in_postgres_pass("the short soak")
     if connection.vendor == "postgresql":
-        database = ["--db", "pg", "--pg-url", os.environ.get("DATABASE_URL") or _pg_url()]
-    elif _pg_answers(_pg_url()):
-        pytest.skip("the short soak runs once, in the PostgreSQL pass of make test")
+        database = ["--db", "pg", "--pg-url", os.environ.get("DATABASE_URL") or PG_TEST_URL]
     else:
         database = ["--db", "sqlite"]
     env = {k: v for k, v in os.environ.items()
