@@ -46,6 +46,10 @@ def _column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(str(_field(model, name).column))
 
 
+def _pk(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.pk.column)
+
+
 def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
@@ -65,16 +69,17 @@ def _prepare() -> tuple[str, list[list[Callable[[Any], Any]]]]:
     prepared = _prepared.get(connection.vendor)
     if prepared is not None:
         return prepared
-    q = connection.ops.quote_name
     select = ", ".join(f"{alias}.{_column(model, name)}" for alias, model, names in _TABLES for name in names)
     sql = (
         f"SELECT {select} FROM {_table(Order)} o "  # noqa: S608 - names from the models, values are parameters
-        f"INNER JOIN {_table(Kiosk)} k ON k.{q('id')} = o.{_column(Order, 'kiosk')} "
-        f"INNER JOIN {_table(KioskToken)} t ON t.{_column(KioskToken, 'kiosk')} = k.{q('id')} "
-        f"LEFT OUTER JOIN {_table(FiscalOperation)} op ON op.{q('id')} = o.{_column(Order, 'sell_operation')} "
-        f"LEFT OUTER JOIN {_table(FiscalDocument)} d ON d.{_column(FiscalDocument, 'operation')} = op.{q('id')} "
-        f"LEFT OUTER JOIN {_table(CardOperation)} c ON c.{q('id')} = o.{_column(Order, 'card_sale')} "
-        f"WHERE o.{q('id')} = %s AND t.{_column(KioskToken, 'token_hash')} = %s "
+        f"INNER JOIN {_table(Kiosk)} k ON k.{_pk(Kiosk)} = o.{_column(Order, 'kiosk')} "
+        f"INNER JOIN {_table(KioskToken)} t ON t.{_column(KioskToken, 'kiosk')} = k.{_pk(Kiosk)} "
+        f"LEFT OUTER JOIN {_table(FiscalOperation)} op "
+        f"ON op.{_pk(FiscalOperation)} = o.{_column(Order, 'sell_operation')} "
+        f"LEFT OUTER JOIN {_table(FiscalDocument)} d "
+        f"ON d.{_column(FiscalDocument, 'operation')} = op.{_pk(FiscalOperation)} "
+        f"LEFT OUTER JOIN {_table(CardOperation)} c ON c.{_pk(CardOperation)} = o.{_column(Order, 'card_sale')} "
+        f"WHERE o.{_pk(Order)} = %s AND t.{_column(KioskToken, 'token_hash')} = %s "
         f"AND t.{_column(KioskToken, 'revoked_at')} IS NULL AND k.{_column(Kiosk, 'active')} = %s"
     )
     converters = [_converters(model, name) for _, model, names in _TABLES for name in names]
