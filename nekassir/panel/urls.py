@@ -24,6 +24,7 @@ SHARED: list[tuple[str, Callable[..., HttpResponse], str, bool]] = [
     ("orders/<uuid:order_id>/resend/", orders.resend, "resend", False),
     ("shifts/<int:shift_id>/", shifts.shift, "shift", False),
     ("jobs/<int:job_id>/", jobs.job, "job", False),
+    ("blocks/", venue.kiosk_states, "kiosk_states", False),  # the page's one poller of every kiosk block
     ("block/", venue.kiosk_block, "kiosk_block", True),
     ("shift/open/", venue.shift_open, "shift_open", True),
     ("shift/close/", venue.shift_close, "shift_close", True),

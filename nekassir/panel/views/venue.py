@@ -51,6 +51,12 @@ def home(request: HttpRequest, scope: Scope) -> HttpResponse:
 
 
 @require_GET
+def kiosk_states(request: HttpRequest, scope: Scope) -> HttpResponse:
+    """Every kiosk block of the viewer, each to be swapped out of band: the venue page's one poller (issue 15)."""
+    return render(request, "panel/_kiosk_states.html", {"scope": scope, "blocks": kiosk_blocks(scope.kiosks(), scope)})
+
+
+@require_GET
 def kiosk_block(request: HttpRequest, scope: Scope, code: str) -> HttpResponse:
     block = kiosk_blocks(scope.kiosks().filter(code=code), scope)
     if not block:
