@@ -159,7 +159,16 @@ def _machine_line(results: dict[str, Any]) -> str:
     return (f"Run of {results.get('finished', '')} ({kind} run, {_fmt(results.get('duration_s', 0.0), 0)} s), "
             f"commit `{m.get('git', '')}`, on: {m.get('cpu', '')}, {m.get('cores')} cores, "
             f"{m.get('memory_gib')} GiB; {m.get('os', '')}; Python {m.get('python', '')}, "
-            f"PostgreSQL {m.get('postgresql', '')}, Redis {m.get('redis', '')}.")
+            f"PostgreSQL {m.get('postgresql', '')}, Redis {m.get('redis', '')}.{_probe_text(m.get('probe'))}")
+
+
+def _probe_text(probe: dict[str, float] | None) -> str:
+    """The machine's probe (scripts.bench.common.probe): compare machines by it before comparing milliseconds."""
+    if not probe:
+        return ""
+    return (f" Probe: `sum(range(50))` {probe.get('python_sum_range_50_ns')} ns, a system call "
+            f"{probe.get('syscall_getppid_ns')} ns, PostgreSQL `SELECT 1` round trip "
+            f"{probe.get('pg_select_1_us', '—')} µs.")
 
 
 def _checkout_md(c: dict[str, Any]) -> list[str]:
