@@ -38,6 +38,14 @@ def page_url(context, param: str, number, anchor: str = "") -> str:
     return f"?{query.urlencode()}" + (f"#{anchor}" if anchor else "")
 
 
+@register.simple_tag(takes_context=True)
+def order_rows(context, orders, with_issues=False):
+    """``{% order_rows orders with_issues %}``: the orders table's rows (nekassir.panel.rows)."""
+    from nekassir.panel.rows import order_rows_html
+
+    return order_rows_html(orders, context["scope"], bool(with_issues))
+
+
 # Money, the one way the product writes it (core.money): ``{{ order.total|rub }}`` → «1 234,50 ₽»; a stored
 # text's amounts («K1-001: возврат 709.00 ₽») shown the same way: ``{{ event.message|money_text }}``.
 register.filter("rub", rub)

@@ -93,3 +93,39 @@ def test_the_kiosk_block_lists_an_order_needing_attention_with_its_refund(manage
     Order.objects.filter(pk=partial.pk).update(status=Order.Status.NEEDS_ATTENTION)
     html = manager_client.get("/kiosks/K1/block/").content.decode()
     assert badge(html, partial) == "частично возвращён · 250,00 ₽"
+
+
+# The rows panel/_orders_table.html wrote with template nodes before nekassir.panel.rows wrote them in Python.
+TEMPLATE_ROWS = """{% load i18n panel %}{% for o in orders %}<tr data-testid="order-row">
+    <td><a href="{% purl 'order' o.pk %}">{{ o.number }}</a></td>
+    <td class="nowrap">{{ o.created_at|date:"d.m H:i" }}</td>
+    <td>{{ o.kiosk.code }}</td>
+    <td><span class="status s-{{ o.status }}">{{ o.get_status_display }}</span>{% if o.refund_state %} {% include "panel/_refund_badge.html" %}{% endif %}</td>
+    <td class="num">{{ o.total|rub }}</td>
+    {% if with_issues %}<td>{% if o.issues %}<span class="bad-text">{{ o.issues|join:"; " }}</span>{% else %}<span class="ok-text">✓</span>{% endif %}</td>{% endif %}
+  </tr>{% endfor %}"""  # noqa: E501
+
+
+@pytest.mark.parametrize("embed", [False, True])
+def test_the_orders_rows_written_in_python_are_the_templates(orders, embed):
+    """Issue 14 (page speed): the orders table's rows are written by nekassir.panel.rows; the same markup as the
+    template rows they replaced, refund badges, issues (escaped), the venue's time and the embed's URLs included."""
+    from django.template import Context, Template
+
+    from nekassir.panel.access import Scope
+    from nekassir.panel.rows import order_rows_html
+    from nekassir.panel.venue import with_refunds
+
+    orders["none"].number = "K1-<b>&"  # escaped the same way
+    orders["none"].save(update_fields=["number"])
+    rows = list(with_refunds(Order.objects.filter(shift=orders["shift"])).select_related("kiosk").order_by("pk"))
+    for row, issues in zip(rows, (["чек <не найден>", "оплата"], [], ["x"], []), strict=False):
+        row.issues = issues
+    scope = Scope(kiosk=orders["shift"].kiosk) if embed else Scope(user=None)
+    for with_issues in (False, True):
+        expected = Template(TEMPLATE_ROWS).render(Context({"orders": rows, "scope": scope, "with_issues": with_issues}))
+        written = order_rows_html(rows, scope, with_issues)
+        assert re.sub(r">\n\s*<", "><", expected).strip() == written  # the template's line breaks aside
+    assert "K1-&lt;b&gt;&amp;" in written and "чек &lt;не найден&gt;; оплата" in written
+    assert written.count('data-testid="refund-badge"') == 2
+    assert ("/kiosk/K1/service/orders/" in written) is embed
