@@ -17,9 +17,13 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
-# A worker is replaced after this many requests (with jitter, so they are not replaced all at once).
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
-max_requests_jitter = 500
+# A worker is replaced after this many requests (with jitter, so they are not replaced all at once): a guard
+# against slow leaks, not a routine. 30 kiosks polling four times a second make ~120 requests a second; at
+# 5,000 each worker was replaced every ~80 s, and each replacement left one worker for ~3 s while the new one
+# loaded Django on the same two cores (seen twice in one 106 s run of `python -m scripts.bench.kiosks30`).
+# 200,000 ± 10 %: at that load a worker lasts about an hour, on a venue's ordinary day several.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "200000"))
+max_requests_jitter = max_requests // 10
 # The application is loaded in each worker, after the fork: no database connection is shared.
 preload_app = False
 # Access log off by default (the kiosks poll; journald would fill with it); errors go to stderr.
