@@ -22,6 +22,7 @@ from nekassir.panel.reports import (
     Period,
     build_report,
     current_totals,
+    day_rows_html,
     kiosks_named,
     shift_rows_html,
 )
@@ -49,6 +50,7 @@ def reports(request: HttpRequest, scope: Scope) -> HttpResponse:
         **context, "period": period, "report": report, "chosen": [k.code for k in chosen],
         "raw_from": period.start.isoformat(), "raw_to": period.end.isoformat(), "export_query": query,
         "export_kiosk": one, "shift_rows": shift_rows_html(report.shifts),
+        "day_rows": day_rows_html(report.days),
     })
 
 
