@@ -382,13 +382,18 @@ def shift_rows_html(rows: Sequence[ShiftRow]) -> SafeString:
     for row in rows:
         shift, f = row.shift, row.figures
         opened = shift.opened_at.astimezone(tz).strftime("%d.%m.%Y %H:%M") if shift.opened_at else "—"
-        money = [escape(rub(value)) for value in (f.sales, f.annulments, f.returns, f.net, f.card, f.average)]
+        money = _money_cells(rub, f)
         out.append(
             f'<tr><td>{escape(shift.kiosk.code)}</td><td><a href="{url[0]}{shift.pk}{url[1]}">№{shift.number}</a>'
             f'</td><td class="nowrap">{opened}</td><td class="num">{money[0]}</td><td class="num">{money[1]}</td>'
             f'<td class="num">{money[2]}</td><td class="num"><strong>{money[3]}</strong></td>'
             f'<td class="num">{money[4]}</td><td class="num">{money[5]}</td></tr>')
     return mark_safe("".join(out))  # noqa: S308 - every text above is escaped; the pk and number are integers
+
+
+def _money_cells(rub: Callable[[Any], str], f: Figures) -> list[str]:
+    """The six money cells of a shift or day row, escaped: sales, annulments, returns, net, card, average."""
+    return [escape(rub(value)) for value in (f.sales, f.annulments, f.returns, f.net, f.card, f.average)]
 
 
 def day_rows_html(rows: Sequence[Any]) -> SafeString:
@@ -399,7 +404,7 @@ def day_rows_html(rows: Sequence[Any]) -> SafeString:
     out = []
     for row in rows:
         f = row.figures
-        money = [escape(rub(value)) for value in (f.sales, f.annulments, f.returns, f.net, f.card, f.average)]
+        money = _money_cells(rub, f)
         out.append(
             f'<tr><td class="nowrap">{escape(date_format(row.day, "d.m.Y, D"))}</td><td class="num">{money[0]}</td>'
             f'<td class="num">{money[1]}</td><td class="num">{money[2]}</td><td class="num"><strong>{money[3]}'
