@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from scripts.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -65,12 +66,6 @@ TIMINGS = {
     "MARKING_VALIDATION_WAIT": "8",
     "MARKING_VALIDATION_POLL": "0.05",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- databases -------------------------------------------------------------------------------------

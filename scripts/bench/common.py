@@ -6,7 +6,6 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -98,12 +97,6 @@ def clear_redis_queues(url: str) -> None:
 
 
 # --- ports, statistics, lines ----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def median(values: Iterable[float]) -> float:
     values = list(values)
     return statistics.median(values) if values else math.nan

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from scripts.bench.common import PY, ROOT, free_port, memory_of_session
+from scripts.bench.common import PY, ROOT, memory_of_session
+from scripts.ports import free_port
 
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
 # django-q2's "Q Cluster <name> [django_q:<cluster>:q] running." (translated when LANGUAGE_CODE is ru)
