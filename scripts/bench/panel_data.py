@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
+from datetime import time as clock
 from typing import Any
+from zoneinfo import ZoneInfo
 
 # 2: the three floors (issue 12: core_* tables, migrations recreated), card operations resolved by hand
 # (issue 11), orders with marked goods (issue 13): data made by version 1 no longer fits the schema.
@@ -25,6 +28,21 @@ from typing import Any
 # put thousands of them there, which the reports read live as "not yet summarised".
 GENERATOR_VERSION = 3
 KIOSKS = 10
+VENUE_TZ = ZoneInfo("Europe/Moscow")  # the orders' business_date below is taken on this clock
+# A day's shifts open SHIFT_BEFORE_END before the history's end (plus up to 9 minutes, one per kiosk) and take
+# orders for 12 hours: they end 11 minutes before it.
+SHIFT_BEFORE_END = timedelta(hours=12, minutes=20)
+
+
+def history_end(now: datetime) -> datetime:
+    """The moment the generated history ends: ``now`` (to the minute), unless a day's shifts would then cross
+    the venue's midnight. The order numbers restart each business day, so two shifts of one kiosk would then
+    share a date and their numbers (generating at 00:47 failed: order_pickup_seq_per_kiosk_day); before
+    12:30 the history ends at 23:59 of the day before instead. Never in the future."""
+    local = now.astimezone(VENUE_TZ).replace(second=0, microsecond=0)
+    if local.time() < clock(12, 30):
+        local = datetime.combine(local.date(), clock(0), VENUE_TZ) - timedelta(minutes=1)
+    return local
 
 
 def existing(cursor) -> dict[str, Any] | None:
@@ -66,7 +84,8 @@ def generate(orders: int, shifts: int, say) -> dict[str, Any]:
             kiosk_ids.append(kiosk.pk)
         user_id = User.objects.get(username="bench").pk
     params = {"n": orders, "s": shifts, "k": KIOSKS, "kids": kiosk_ids, "uid": user_id,
-              "days": shifts // KIOSKS}
+              "days": shifts // KIOSKS, "end": int(history_end(datetime.now(VENUE_TZ)).timestamp()),
+              "before": SHIFT_BEFORE_END // timedelta(minutes=1)}
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
         for name, sql in STEPS:
@@ -112,7 +131,7 @@ def _reset_sequences(cursor) -> None:
 _SHIFT = """
     SELECT s, (({kids})[((s - 1) % {k}) + 1]) AS kiosk_id, ((s - 1) % {k}) + 1 AS kno, (s - 1) / {k} AS day,
            (s - 1) / {k} = {days} - 1 AS is_open,
-           date_trunc('minute', now()) - interval '12 hours 20 minutes'
+           to_timestamp({end}) - make_interval(mins => {before})
                - make_interval(days => {days} - 1 - (s - 1) / {k})
                + make_interval(mins => ((s - 1) % {k})) AS opened_at
     FROM generate_series(1, {s}) AS s
