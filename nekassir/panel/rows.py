@@ -1,5 +1,5 @@
 """Table rows written in Python: the orders table (panel/_orders_table.html) of the orders list, the venue page,
-the shift page and the kiosk embed.
+the shift page and the kiosk embed; the shift page's receipts table (panel/shift.html).
 
 A row of template nodes (``{% url %}``, filters, an ``{% include %}`` for the refund badge) cost ~0.5 ms; a page
 shows 25 to 50 rows, and the issue's page budget is 50 ms (issue 14). Here one URL is reversed per table
@@ -22,6 +22,8 @@ from django.utils.translation import gettext
 from nekassir.panel.reports import table_rub
 
 _PLACEHOLDER = uuid.UUID(int=0)
+_SHIFT_PLACEHOLDER = 987654321  # a shift id no venue reaches, replaced per row
+RETURN_TYPES = ("sellReturn", "sellReturnCorrection")  # written in red (class "neg")
 
 
 def order_rows_html(orders: Iterable[Any], scope: Any, with_issues: bool = False) -> SafeString:
@@ -49,3 +51,31 @@ def order_rows_html(orders: Iterable[Any], scope: Any, with_issues: bool = False
             f'<td><span class="status s-{escape(order.status)}">{escape(str(order.get_status_display()))}</span>'
             f'{badge}</td><td class="num">{escape(rub(order.total))}</td>{issues}</tr>')
     return mark_safe("".join(out))  # noqa: S308 - every text above is escaped; the pk is a UUID
+
+
+def receipt_rows_html(receipts: Iterable[dict[str, Any]], scope: Any) -> SafeString:
+    """The ``<tr>`` of each receipt row of ``shifts.receipt_rows`` (with its ``doc_label``): its number, kind
+    (and «не напечатан»), FD, FPD, time, the order or the corrected shift it belongs to, and its sum."""
+    rub = table_rub()
+    order_url = scope.url("order", _PLACEHOLDER).split(str(_PLACEHOLDER))
+    shift_url = scope.url("shift", _SHIFT_PLACEHOLDER).split(str(_SHIFT_PLACEHOLDER))
+    tz = timezone.get_current_timezone()
+    not_printed = f' <span class="warn-text" data-testid="not-printed">{gettext("не напечатан")}</span>'
+    correction = escape(gettext("коррекция смены"))
+    out = []
+    for d in receipts:
+        at = d["registered_at"].astimezone(tz).strftime("%H:%M:%S") if d["registered_at"] else ""
+        if d["order_pk"]:
+            belongs = f'<a href="{order_url[0]}{d["order_pk"]}{order_url[1]}">{escape(str(d["order_number"]))}</a>'
+        elif d["corrects_pk"]:
+            belongs = (f'<a href="{shift_url[0]}{int(d["corrects_pk"])}{shift_url[1]}#shift-corrections">'
+                       f'{correction} №{escape(str(d["corrects_number"]))}</a>')
+        else:
+            belongs = "—"
+        out.append(
+            f'<tr data-testid="receipt-row"><td data-testid="receipt-number">{d["receipt_number"] or "—"}</td>'
+            f'<td>{escape(str(d["doc_label"]))}{"" if d["printed"] else not_printed}</td>'
+            f'<td>{escape(str(d["fd_number"]))}</td><td>{escape(str(d["fpd"]))}</td>'
+            f'<td class="nowrap">{at}</td><td>{belongs}</td>'
+            f'<td class="num {"neg" if d["doc_type"] in RETURN_TYPES else ""}">{escape(rub(d["total"]))}</td></tr>')
+    return mark_safe("".join(out))  # noqa: S308 - every text above is escaped; the ids are a UUID and an int

@@ -46,6 +46,14 @@ def order_rows(context, orders, with_issues=False):
     return order_rows_html(orders, context["scope"], bool(with_issues))
 
 
+@register.simple_tag(takes_context=True)
+def receipt_rows(context, receipts):
+    """``{% receipt_rows receipts %}``: the shift page's receipts table rows (nekassir.panel.rows)."""
+    from nekassir.panel.rows import receipt_rows_html
+
+    return receipt_rows_html(receipts, context["scope"])
+
+
 # Money, the one way the product writes it (core.money): ``{{ order.total|rub }}`` → «1 234,50 ₽»; a stored
 # text's amounts («K1-001: возврат 709.00 ₽») shown the same way: ``{{ event.message|money_text }}``.
 register.filter("rub", rub)
