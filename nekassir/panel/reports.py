@@ -369,6 +369,7 @@ def build_report(period: Period, kiosks: Sequence[Kiosk]) -> Report:
 
 
 def shifts_shown(ids: Sequence[int]) -> dict[int, ShiftShown]:
+    """The shifts ``ids`` by id, with what the table shows of them (one query; a kiosk's code kept once)."""
     kiosks: dict[str, KioskShown] = {}
     rows = Shift.objects.filter(pk__in=ids).values_list("pk", "number", "opened_at", "kiosk__code")
     return {pk: ShiftShown(pk, number, opened_at, kiosks.setdefault(code, KioskShown(code)))

@@ -60,7 +60,7 @@ def receipt_rows_html(receipts: Iterable[dict[str, Any]], scope: Any) -> SafeStr
     order_url = scope.url("order", _PLACEHOLDER).split(str(_PLACEHOLDER))
     shift_url = scope.url("shift", _SHIFT_PLACEHOLDER).split(str(_SHIFT_PLACEHOLDER))
     tz = timezone.get_current_timezone()
-    not_printed = f' <span class="warn-text" data-testid="not-printed">{gettext("не напечатан")}</span>'
+    not_printed = f' <span class="warn-text" data-testid="not-printed">{escape(gettext("не напечатан"))}</span>'
     correction = escape(gettext("коррекция смены"))
     out = []
     for d in receipts:
