@@ -26,10 +26,16 @@ _SHIFT_PLACEHOLDER = 987654321  # a shift id no venue reaches, replaced per row
 RETURN_TYPES = ("sellReturn", "sellReturnCorrection")  # written in red (class "neg")
 
 
+def _url_around(scope: Any, name: str, placeholder: Any) -> tuple[str, str]:
+    """The viewer's URL of page ``name`` split around its id: one reverse per table, the id put in per row."""
+    before, after = scope.url(name, placeholder).split(str(placeholder))
+    return before, after
+
+
 def order_rows_html(orders: Iterable[Any], scope: Any, with_issues: bool = False) -> SafeString:
     """The ``<tr>`` of each order (``with_refunds`` orders with their kiosk; ``issues`` when ``with_issues``)."""
     rub = table_rub()
-    url = scope.url("order", _PLACEHOLDER).split(str(_PLACEHOLDER))
+    url = _url_around(scope, "order", _PLACEHOLDER)
     tz = timezone.get_current_timezone()
     full, partial = gettext("возвращён"), gettext("частично возвращён")
     out = []
@@ -57,8 +63,8 @@ def receipt_rows_html(receipts: Iterable[dict[str, Any]], scope: Any) -> SafeStr
     """The ``<tr>`` of each receipt row of ``shifts.receipt_rows`` (with its ``doc_label``): its number, kind
     (and «не напечатан»), FD, FPD, time, the order or the corrected shift it belongs to, and its sum."""
     rub = table_rub()
-    order_url = scope.url("order", _PLACEHOLDER).split(str(_PLACEHOLDER))
-    shift_url = scope.url("shift", _SHIFT_PLACEHOLDER).split(str(_SHIFT_PLACEHOLDER))
+    order_url = _url_around(scope, "order", _PLACEHOLDER)
+    shift_url = _url_around(scope, "shift", _SHIFT_PLACEHOLDER)
     tz = timezone.get_current_timezone()
     not_printed = f' <span class="warn-text" data-testid="not-printed">{escape(gettext("не напечатан"))}</span>'
     correction = escape(gettext("коррекция смены"))

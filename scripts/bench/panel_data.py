@@ -37,12 +37,11 @@ SHIFT_BEFORE_END = timedelta(hours=12, minutes=20)
 def history_end(now: datetime) -> datetime:
     """The moment the generated history ends: ``now`` (to the minute), unless a day's shifts would then cross
     the venue's midnight. The order numbers restart each business day, so two shifts of one kiosk would then
-    share a date and their numbers (generating at 00:47 failed: order_pickup_seq_per_kiosk_day); before
-    12:30 the history ends at 23:59 of the day before instead. Never in the future."""
+    share a date and their numbers (generating at 00:47 failed: order_pickup_seq_per_kiosk_day); when the
+    first shift would open before midnight, the history ends at 23:59 of the day before. Never in the future."""
     local = now.astimezone(VENUE_TZ).replace(second=0, microsecond=0)
-    if local.time() < clock(12, 30):
-        local = datetime.combine(local.date(), clock(0), VENUE_TZ) - timedelta(minutes=1)
-    return local
+    midnight = datetime.combine(local.date(), clock(0), VENUE_TZ)
+    return local if local - SHIFT_BEFORE_END >= midnight else midnight - timedelta(minutes=1)
 
 
 def existing(cursor) -> dict[str, Any] | None:

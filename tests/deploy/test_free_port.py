@@ -28,3 +28,17 @@ def test_the_ephemeral_range_is_the_kernels():
 def test_every_stack_takes_its_port_from_there():
     assert soak_stack.free_port is ports.free_port and stack.free_port is ports.free_port
     assert not hasattr(bench.common, "free_port")
+
+
+def test_the_range_is_read_with_care_and_the_larger_side_is_taken(monkeypatch, tmp_path):
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE", tmp_path / "missing")
+    assert ports.ephemeral_range() == ports.LINUX_DEFAULT
+    kernel = tmp_path / "ip_local_port_range"
+    kernel.write_text("1024\t50000\n")
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE", kernel)
+    assert ports.outside_ephemeral() == range(50001, 65536)  # nothing below 1024 is ours to take
+    kernel.write_text("1024\t65535\n")
+    assert len(ports.outside_ephemeral()) == 0
+    port = ports.free_port()  # no port outside: the kernel's choice, as before
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
